@@ -1,0 +1,86 @@
+"""Deterministic-policy evaluation on a schedule of real env frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from lightning_mbrl import keys
+from lightning_mbrl.data.collection import ActorPolicy
+from lightning_mbrl.errors import ConfigError
+from lightning_mbrl.protocols import EnvMaker, Policy
+
+EVAL_SEED_OFFSET = 10_000
+
+
+def run_episodes(env, policy, max_steps: int) -> tuple[Tensor, Tensor]:
+    """Run one episode in each env of the batch, all stepped together; returns (returns, lengths).
+
+    Envs that finish early stop stepping (TorchRL partial steps) and keep their final values.
+    """
+    rollout = env.rollout(max_steps, policy, break_when_any_done=False, break_when_all_done=True)
+    returns = rollout.get(keys.NEXT_EPISODE_RETURN)[..., -1, 0]
+    lengths = rollout.get((keys.NEXT, keys.STEP_COUNT))[..., -1, 0]
+    return returns.float(), lengths.float()
+
+
+class PolicyEval(pl.Callback):
+    """Every ``every_frames`` real frames, run ``episodes`` episodes of the deterministic (mean)
+    policy as one batch and log ``eval/return`` (mean), ``eval/return_std`` and
+    ``eval/episode_length``.
+
+    Works with any module that is a ``protocols.Policy`` and ``protocols.EnvMaker``. It runs
+    under ``no_grad`` with the global RNG state restored afterwards, so it never changes training.
+    """
+
+    def __init__(self, every_frames: int = 5_000, episodes: int = 10, max_episode_steps: int | None = None) -> None:
+        if every_frames < 0:
+            raise ConfigError(f"eval.every_frames must be >= 0 (0 disables), got {every_frames}")
+        if episodes < 1:
+            raise ConfigError(f"eval.episodes must be >= 1, got {episodes}")
+        self.every_frames = every_frames
+        self.episodes = episodes
+        self.max_episode_steps = max_episode_steps
+        self.calls = 0
+        self.last_return = float("nan")
+        self._env = None
+        self._next_at = every_frames
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (isinstance(pl_module, Policy) and isinstance(pl_module, EnvMaker)):
+            raise TypeError(f"PolicyEval needs a module with act() and make_env(); got {type(pl_module).__name__}")
+        if self.every_frames:
+            seed = pl_module.rank_seed + EVAL_SEED_OFFSET
+            self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
+            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self._env is None or pl_module.frames < self._next_at:
+            return
+        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        returns, lengths = self.evaluate(pl_module)
+        self.calls += 1
+        # Every rank evaluates at the same frame count, so the gathers below never deadlock.
+        returns = trainer.strategy.all_gather(returns.to(pl_module.device)).flatten()
+        lengths = trainer.strategy.all_gather(lengths.to(pl_module.device)).flatten()
+        self.last_return = float(returns.mean())
+        pl_module.log_to_loggers({
+            "eval/return": self.last_return,
+            "eval/return_std": float(returns.std(unbiased=False)),
+            "eval/episode_length": float(lengths.mean()),
+        })
+        pl_module.log("eval/return", self.last_return, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    def evaluate(self, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor]:
+        max_steps = self.max_episode_steps or pl_module.spec.max_episode_steps or 1000
+        policy = ActorPolicy(lambda obs: pl_module.act(obs.to(pl_module.device), deterministic=True).cpu())
+        with torch.no_grad(), torch.random.fork_rng():
+            return run_episodes(self._env, policy, max_steps)

@@ -1,0 +1,227 @@
+"""The off-policy loop shared by every algorithm (DESIGN.md section 3).
+
+One Lightning ``training_step`` is one iteration: collect ``frames_per_iteration`` real frames
+with the current policy into the real replay buffer, then (in the subclass) fit models, imagine,
+and update. Budgets count real env frames, never optimizer steps:
+
+- frames ``[0, init_random_frames)`` are collected with uniform random actions and are followed by
+  no update (warm-up);
+- every later iteration is followed by ``updates_per_frame * frames_per_iteration`` updates, so a
+  run makes exactly ``updates_per_frame * (max_frames - init_random_frames)`` updates;
+- training stops once ``max_frames`` frames are collected.
+
+Runtime objects (env, collector, replay buffer) live in ``self.runtime``, a plain object outside
+the module tree, built per rank in ``on_fit_start`` and seeded ``seed + rank * RANK_SEED_STRIDE``.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator
+
+import pytorch_lightning as pl
+import torch
+from tensordict import TensorDictBase
+from torch import Tensor
+from torchrl.collectors import Collector
+from torchrl.data import ReplayBuffer
+from torchrl.envs import EnvBase
+
+from lightning_mbrl import keys
+from lightning_mbrl.data.collection import ActorPolicy, make_replay_buffer
+from lightning_mbrl.envs import EnvSpec, env_spec, make_env
+from lightning_mbrl.errors import ConfigError, require_non_negative, require_positive
+
+RANK_SEED_STRIDE = 1000
+
+
+@dataclass
+class Runtime:
+    """Per-rank, per-fit objects that must never enter the module tree or the checkpoint."""
+
+    env: EnvBase
+    buffer: ReplayBuffer
+    collector: Collector
+    batches: Iterator[TensorDictBase]
+    started_at: float = field(default_factory=time.perf_counter)
+    frames_at_start: int = 0
+
+
+class _Iterations:
+    """The train 'dataloader': one item per remaining iteration (its length drives the progress bar)."""
+
+    def __init__(self, module: "OffPolicyAlgorithm") -> None:
+        self.module = module
+
+    def __len__(self) -> int:
+        return self.module.remaining_iterations
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.module.iterations, self.module.iterations + len(self)))
+
+
+class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
+    """Base class: budgets, per-rank seeding, real collection and the real replay buffer.
+
+    Subclasses implement ``act`` (the policy), ``configure_optimizers`` and ``training_step``,
+    which starts with ``self.collect()``.
+    """
+
+    def __init__(
+        self,
+        env: str,
+        *,
+        env_kwargs: dict[str, Any] | None,
+        max_episode_steps: int | None,
+        seed: int,
+        max_frames: int,
+        init_random_frames: int,
+        frames_per_iteration: int,
+        updates_per_frame: int,
+        batch_size: int,
+        buffer_size: int,
+        continuous_only: bool,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        require_positive("max_frames", max_frames)
+        require_non_negative("init_random_frames", init_random_frames)
+        require_positive("frames_per_iteration", frames_per_iteration)
+        require_positive("batch_size", batch_size)
+        require_positive("buffer_size", buffer_size)
+        if not isinstance(updates_per_frame, int) or updates_per_frame < 1:
+            raise ConfigError(f"updates_per_frame (G) must be an integer >= 1, got {updates_per_frame!r}")
+        for name, value in (("max_frames", max_frames), ("init_random_frames", init_random_frames)):
+            if value % frames_per_iteration:
+                raise ConfigError(f"{name} ({value}) must be a multiple of frames_per_iteration ({frames_per_iteration})")
+        if init_random_frames >= max_frames:
+            raise ConfigError(f"init_random_frames ({init_random_frames}) must be < max_frames ({max_frames})")
+        self.env_kwargs = dict(env_kwargs or {})
+        self.spec: EnvSpec = env_spec(env, **self.env_kwargs)
+        if max_episode_steps is not None:
+            require_positive("max_episode_steps", max_episode_steps)
+            self.spec = replace(self.spec, max_episode_steps=max_episode_steps)
+        if continuous_only and self.spec.discrete:
+            raise ConfigError(
+                f"env {env!r} has {self.spec.num_actions} discrete actions, but {type(self).__name__} "
+                "needs a continuous (Box) action space"
+            )
+        # Counters, all in real env frames of this rank; saved in the checkpoint.
+        self.frames = 0
+        self.episodes = 0
+        self.updates = 0
+        self.iterations = 0
+        self.last_episode_return = float("nan")
+        self.runtime: Runtime | None = None
+
+    # ----------------------------------------------------------------------------- the policy
+    @abc.abstractmethod
+    def act(self, observation: Tensor, deterministic: bool = False) -> Tensor:
+        """The policy (protocols.Policy): ``[*B, obs_dim] -> [*B, A]``, sampled or deterministic."""
+
+    def make_env(self, num_envs: int = 1, seed: int | None = None, **overrides: Any) -> EnvBase:
+        max_steps = overrides.pop("max_episode_steps", self.hparams.max_episode_steps)
+        return make_env(
+            self.hparams.env, num_envs=num_envs, seed=seed, max_episode_steps=max_steps,
+            **{**self.env_kwargs, **overrides},
+        )
+
+    # ----------------------------------------------------------------------------- schedule
+    @property
+    def remaining_iterations(self) -> int:
+        return max(0, self.hparams.max_frames - self.frames) // self.hparams.frames_per_iteration
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the frames just collected were random warm-up frames (no updates follow)."""
+        return self.frames <= self.hparams.init_random_frames
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.hparams.updates_per_frame * self.hparams.frames_per_iteration
+
+    @property
+    def rank_seed(self) -> int:
+        return self.hparams.seed + self.global_rank * RANK_SEED_STRIDE
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def on_fit_start(self) -> None:
+        pl.seed_everything(self.rank_seed, verbose=False)
+        env = self.make_env(seed=self.rank_seed)
+        buffer = make_replay_buffer(self.hparams.buffer_size, device=self.device)
+        random_left = max(0, self.hparams.init_random_frames - self.frames)
+        collector = Collector(
+            env,
+            ActorPolicy(self.act),
+            frames_per_batch=self.hparams.frames_per_iteration,
+            total_frames=-1,
+            init_random_frames=random_left or None,
+            policy_device=self.device,
+            env_device=env.device,
+            storing_device=self.device,
+            auto_register_policy_transforms=False,
+            track_traj_ids=False,
+            trust_policy=True,
+        )
+        self.runtime = Runtime(env, buffer, collector, iter(collector), frames_at_start=self.frames)
+
+    def on_fit_end(self) -> None:
+        if self.runtime is not None:
+            self.runtime.collector.shutdown()
+            self.runtime = None
+
+    def train_dataloader(self) -> _Iterations:
+        return _Iterations(self)
+
+    # ----------------------------------------------------------------------------- collection
+    def collect(self) -> TensorDictBase:
+        """Collect one iteration of real frames into the real replay buffer; update counters."""
+        batch = next(self.runtime.batches)
+        batch = batch.exclude("collector")
+        self.runtime.buffer.extend(batch)
+        self.frames += batch.numel()
+        self.iterations += 1
+        done = batch.get(keys.DONE).squeeze(-1)
+        if done.any():
+            self.episodes += int(done.sum())
+            self.last_episode_return = float(batch.get(keys.NEXT_EPISODE_RETURN)[done][-1])
+        if self.frames >= self.hparams.max_frames:
+            self.trainer.should_stop = True
+        return batch
+
+    def sample(self, batch_size: int) -> TensorDictBase:
+        """A uniform minibatch of real transitions (on ``self.device``)."""
+        return self.runtime.buffer.sample(batch_size)
+
+    def log_iteration(self, metrics: dict[str, Tensor | float] | None = None) -> None:
+        """Progress-bar values every iteration; ``train/*`` rows to the loggers every
+        ``trainer.log_every_n_steps`` iterations, with env frames as the x-axis."""
+        rt = self.runtime
+        fps = (self.frames - rt.frames_at_start) / max(time.perf_counter() - rt.started_at, 1e-9)
+        progress = {"frames": float(self.frames), "episodes": float(self.episodes), "fps": fps}
+        self.log_dict(progress, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        if self.iterations % self.trainer.log_every_n_steps == 0:
+            row = {**progress, "updates": float(self.updates)}
+            if self.episodes:
+                row["train/episode_return"] = self.last_episode_return
+            for name, value in (metrics.items() if metrics is not None else ()):
+                row[f"train/{name}"] = float(value)
+            self.log_to_loggers(row)
+
+    def log_to_loggers(self, row: dict[str, float]) -> None:
+        """Write one row to every logger at ``step = frames`` (loggers write on rank 0 only)."""
+        for logger in self.trainer.loggers:
+            logger.log_metrics(row, step=self.frames)
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["loop_counters"] = {
+            "frames": self.frames, "episodes": self.episodes, "updates": self.updates,
+            "iterations": self.iterations, "last_episode_return": self.last_episode_return,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, value in checkpoint.get("loop_counters", {}).items():
+            setattr(self, name, value)

@@ -1,0 +1,155 @@
+"""Soft actor-critic (Haarnoja et al. 2018) on the off-policy loop.
+
+Defaults are the softlearning settings used by the MBPO code (REFERENCE.md 1.4): tanh-Gaussian
+actor and twin Q-networks of 2 x 256 ReLU units, Adam with lr 3e-4 for actor, critics and
+temperature, gamma 0.99, Polyak tau 5e-3 every update, batch 256, replay 1e6, automatic
+temperature with target entropy -|A| unless given (or a fixed ``alpha``).
+
+One iteration (``training_step``):
+
+    collect frames_per_iteration real frames          -> real replay buffer
+    repeat G * frames_per_iteration times:
+        critic step on  L_Q   (soft TD target from the target critics)
+        actor step on   L_pi  (critic frozen)
+        alpha step on   L_alpha
+        Polyak update of the target critics
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor, nn
+
+from lightning_mbrl import keys
+from lightning_mbrl.algos.base import OffPolicyAlgorithm
+from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
+from lightning_mbrl.models.actor import TanhGaussianActor
+from lightning_mbrl.models.critic import EnsembleQ
+from lightning_mbrl.models.utils import polyak_update
+from lightning_mbrl.objectives import sac as sac_losses
+
+
+class SAC(OffPolicyAlgorithm):
+    def __init__(
+        self,
+        env: str = "Pendulum-v1",
+        env_kwargs: dict[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        seed: int = 0,
+        max_frames: int = 1_000_000,
+        init_random_frames: int = 5_000,
+        frames_per_iteration: int = 1,
+        updates_per_frame: int = 1,
+        batch_size: int = 256,
+        buffer_size: int = 1_000_000,
+        hidden: tuple[int, ...] = (256, 256),
+        n_critics: int = 2,
+        gamma: float = 0.99,
+        tau: float = 5e-3,
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        alpha_lr: float = 3e-4,
+        alpha: float | None = None,
+        init_alpha: float = 1.0,
+        target_entropy: float | None = None,
+    ) -> None:
+        """
+        Args:
+            env: a ``make_env`` id; observation and action sizes are read from it.
+            alpha: a fixed temperature; ``None`` learns it (automatic entropy tuning).
+            target_entropy: for learned alpha; ``None`` means ``-action_dim`` (Haarnoja et al.).
+            updates_per_frame: G, gradient updates per real frame after warm-up.
+        """
+        super().__init__(
+            env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed,
+            max_frames=max_frames, init_random_frames=init_random_frames,
+            frames_per_iteration=frames_per_iteration, updates_per_frame=updates_per_frame,
+            batch_size=batch_size, buffer_size=buffer_size, continuous_only=True,
+        )
+        self.save_hyperparameters()
+        require_in_range("gamma", gamma, 0.0, 1.0)
+        require_in_range("tau", tau, 0.0, 1.0)
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            require_positive(name, locals()[name])
+        if alpha is not None and alpha < 0:
+            raise ConfigError(f"alpha must be >= 0 or null (learned), got {alpha}")
+        if n_critics < 1:
+            raise ConfigError(f"n_critics must be >= 1, got {n_critics}")
+
+        obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
+        with torch.random.fork_rng():  # reproducible initialisation without touching global RNG
+            torch.manual_seed(seed)
+            self.actor = TanhGaussianActor(obs_dim, act_dim, hidden)
+            self.critic = EnsembleQ(obs_dim, act_dim, hidden, n_critics)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.learn_alpha = alpha is None
+        log_alpha = torch.tensor(float(init_alpha if alpha is None else max(alpha, 1e-30))).log()
+        self.log_alpha = nn.Parameter(log_alpha, requires_grad=self.learn_alpha)
+        if alpha == 0:
+            self.log_alpha.data.fill_(float("-inf"))
+        self.target_entropy = float(-act_dim if target_entropy is None else target_entropy)
+
+    # ----------------------------------------------------------------------------- protocols
+    def act(self, observation: Tensor, deterministic: bool = False) -> Tensor:
+        if deterministic:
+            return self.actor.mode(observation)
+        return self.actor.sample(observation)[0]
+
+    def q_values(self, observation: Tensor, action: Tensor) -> Tensor:
+        return self.critic(observation, action)
+
+    # ----------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        hp = self.hparams
+        optimizers = [
+            torch.optim.Adam(self.critic.parameters(), lr=hp.critic_lr),
+            torch.optim.Adam(self.actor.parameters(), lr=hp.actor_lr),
+        ]
+        if self.learn_alpha:
+            optimizers.append(torch.optim.Adam([self.log_alpha], lr=hp.alpha_lr))
+        return optimizers
+
+    def update(self, batch: TensorDictBase) -> TensorDict:
+        """One SAC update on a batch of transitions; returns the losses and diagnostics."""
+        critic_opt, actor_opt, *alpha_opt = self.optimizers()
+        hp = self.hparams
+        obs = batch.get(keys.OBSERVATION)
+        alpha = self.log_alpha.detach().exp()
+
+        target = sac_losses.soft_td_target(
+            batch.get(keys.REWARD).squeeze(-1), batch.get(keys.TERMINATED).squeeze(-1),
+            batch.get(keys.NEXT_OBSERVATION), self.actor, self.critic_target, alpha, hp.gamma,
+        )
+        critic_out = sac_losses.critic_loss(obs, batch.get(keys.ACTION), target, self.critic)
+        critic_opt.zero_grad(set_to_none=True)
+        self.manual_backward(critic_out["loss_critic"])
+        critic_opt.step()
+
+        actor_out, log_prob = sac_losses.actor_loss(obs, self.actor, self.critic, alpha)
+        loss = actor_out["loss_actor"]
+        actor_opt.zero_grad(set_to_none=True)
+        if alpha_opt:
+            alpha_out = sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy)
+            actor_out.update(alpha_out)
+            loss = loss + alpha_out["loss_alpha"]  # disjoint parameters: one backward serves both
+            alpha_opt[0].zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        actor_opt.step()
+        if alpha_opt:
+            alpha_opt[0].step()
+
+        polyak_update(self.critic_target, self.critic, hp.tau)
+        self.updates += 1
+        return critic_out.update(actor_out).detach()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        self.collect()
+        metrics = None
+        if not self.warming_up:
+            for _ in range(self.updates_per_iteration):
+                metrics = self.update(self.sample(self.hparams.batch_size))
+        self.log_iteration(metrics)

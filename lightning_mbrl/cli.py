@@ -1,0 +1,80 @@
+"""The command line: a LightningCLI subclass shared by every recipe.
+
+A recipe is ``run_recipe(AlgorithmClass, "recipes/<name>.yaml")``: the YAML holds the paper's
+values and is applied first; ``--config recipes/tiny.yaml`` and flags override it. Sizes derived
+from the env (observation and action dimensions) are computed by the algorithm from ``model.env``,
+never typed in YAML. Bad values end the program with one line naming the field, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from callbacks.evaluation import PolicyEval
+from lightning_mbrl.errors import ConfigError
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_epochs": -1,  # the frame budget (model.max_frames) ends training, not epochs or steps
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 50,  # iterations between log rows
+    "enable_model_summary": False,
+}
+
+
+class MBRLCLI(LightningCLI):
+    """LightningCLI with the library's defaults: an ``eval`` section for the deterministic-policy
+    evaluator, CSV and TensorBoard loggers under ``runs/<recipe>``."""
+
+    def __init__(self, model_class: type[pl.LightningModule], recipe: str, config: Path | None,
+                 args: Sequence[str] | None = None, run: bool = True) -> None:
+        self.recipe = recipe
+        parser_kwargs = {"default_config_files": [str(config)]} if config else {}
+        trainer_defaults = dict(TRAINER_DEFAULTS)
+        trainer_defaults["default_root_dir"] = f"runs/{recipe}"
+        trainer_defaults["logger"] = [
+            {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": recipe}},
+            {"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs", "name": recipe}},
+        ]
+        super().__init__(
+            model_class,
+            trainer_defaults=trainer_defaults,
+            seed_everything_default=False,  # seeding is per rank, from model.seed, in on_fit_start
+            parser_kwargs=parser_kwargs if not run else {"fit": parser_kwargs, "validate": parser_kwargs},
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(PolicyEval, "eval")
+
+    def before_instantiate_classes(self) -> None:
+        """Give the default CSV and TensorBoard loggers one shared ``runs/<recipe>/version_N``."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        loggers = config.trainer.logger
+        if not isinstance(loggers, list):
+            return
+        dirs = {(lg.init_args.save_dir, lg.init_args.name) for lg in loggers if "init_args" in lg}
+        if len(dirs) != 1 or any(lg.init_args.get("version") is not None for lg in loggers):
+            return
+        root = Path(*dirs.pop())
+        taken = [int(p.name.split("_")[1]) for p in root.glob("version_*") if p.name.split("_")[1].isdigit()]
+        for lg in loggers:
+            lg.init_args.version = max(taken, default=-1) + 1
+
+
+def run_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
+               args: Sequence[str] | None = None, run: bool = True) -> MBRLCLI:
+    """Entry point of ``python -m recipes.<name> fit``. A ``ConfigError`` becomes one line on stderr."""
+    config = Path(config) if config else None
+    recipe = config.stem if config else model_class.__name__.lower()
+    try:
+        return MBRLCLI(model_class, recipe, config, args=args, run=run)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

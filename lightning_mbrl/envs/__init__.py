@@ -1,0 +1,13 @@
+"""Environments: the ``make_env`` factory and (later) torch-native custom MDPs."""
+
+from lightning_mbrl.envs.factory import (
+    GYM_IDS,
+    EnvSpec,
+    check_env_id,
+    env_spec,
+    known_env_ids,
+    make_env,
+    register_env,
+)
+
+__all__ = ["GYM_IDS", "EnvSpec", "check_env_id", "env_spec", "known_env_ids", "make_env", "register_env"]

@@ -1,0 +1,20 @@
+"""Every TensorDict key the library reads or writes, and nothing else.
+
+TorchRL's defaults are reused: a transition is a TensorDict with the current step at the root and
+the step's outcome under ``"next"``.
+"""
+
+OBSERVATION = "observation"
+ACTION = "action"
+NEXT = "next"
+NEXT_OBSERVATION = (NEXT, OBSERVATION)
+REWARD = (NEXT, "reward")
+TERMINATED = (NEXT, "terminated")
+TRUNCATED = (NEXT, "truncated")
+DONE = (NEXT, "done")
+STEP_COUNT = "step_count"
+EPISODE_RETURN = "episode_reward"  # written by torchrl.envs.RewardSum
+NEXT_EPISODE_RETURN = (NEXT, EPISODE_RETURN)
+
+#: The keys a model-free off-policy update needs from a replay sample.
+TRANSITION_KEYS = (OBSERVATION, ACTION, REWARD, TERMINATED, NEXT_OBSERVATION)

@@ -1,0 +1,77 @@
+"""Plain and batched MLPs. No Lightning imports.
+
+``BatchedMLP`` computes E independent networks as one network: every layer is a single
+``baddbmm`` over weights of shape ``[E, in, out]``. It serves the twin critics of SAC (E = 2) and
+the world-model ensembles (E = 7) alike, with no Python loop over members.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+def activation(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu") -> nn.Sequential:
+    """``in_dim -> hidden[0] -> ... -> out_dim`` with ``act`` between layers (none at the output)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), activation(act)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class BatchedLinear(nn.Module):
+    """E independent affine maps: ``y[e] = x[e] @ weight[e] + bias[e]``.
+
+    Shapes: ``x [E, B, in] -> y [E, B, out]``; ``weight [E, in, out]``, ``bias [E, 1, out]``.
+    Each member is initialised like ``nn.Linear`` (uniform, bound ``1/sqrt(in)``).
+    """
+
+    def __init__(self, n_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.n_members, self.in_dim, self.out_dim = n_members, in_dim, out_dim
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n_members={self.n_members}, in_dim={self.in_dim}, out_dim={self.out_dim}"
+
+
+class BatchedMLP(nn.Module):
+    """E independent MLPs of the same shape, computed together.
+
+    ``forward(x)`` takes ``x [B, in]`` (the same input for every member) or ``x [E, B, in]``
+    (one input per member) and returns ``[E, B, out]``.
+    """
+
+    def __init__(self, n_members: int, in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu") -> None:
+        super().__init__()
+        dims = [in_dim, *hidden, out_dim]
+        self.n_members = n_members
+        self.layers = nn.ModuleList(BatchedLinear(n_members, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # shared input: a stride-0 view, no copy
+            x = x.expand(self.n_members, *x.shape)
+        h = self.layers[0](x)
+        for layer in self.layers[1:]:
+            h = layer(self.act(h))
+        return h

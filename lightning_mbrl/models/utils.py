@@ -1,0 +1,29 @@
+"""Small parameter utilities shared by the algorithms. No Lightning imports."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Named stop-gradient on a module's parameters: gradients still flow *through* the module to
+    its inputs, but none is computed for (or accumulated into) its parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``theta_target <- (1 - tau) theta_target + tau theta`` for every parameter, in one foreach call."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

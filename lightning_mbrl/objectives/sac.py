@@ -1,0 +1,76 @@
+"""Soft actor-critic losses (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications").
+
+Pure functions, no Lightning. Each returns a TensorDict whose ``loss_*`` entries are the terms to
+minimise and whose other entries are detached diagnostics. Which parameters each loss reaches:
+
+- ``critic_loss`` -> critic only (the TD target is computed under ``no_grad``);
+- ``actor_loss`` -> actor only (the critic is ``frozen``: gradients pass through it to the action);
+- ``alpha_loss`` -> ``log_alpha`` only (the log-probabilities are detached).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor
+
+from lightning_mbrl.models.actor import TanhGaussianActor
+from lightning_mbrl.models.critic import EnsembleQ
+from lightning_mbrl.models.utils import frozen
+
+
+@torch.no_grad()
+def soft_td_target(
+    reward: Tensor,
+    terminated: Tensor,
+    next_observation: Tensor,
+    actor: TanhGaussianActor,
+    target_critic: EnsembleQ,
+    alpha: Tensor,
+    gamma: float,
+) -> Tensor:
+    """``y = r + gamma (1 - terminated) [min_j Q'_j(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``.
+
+    The bootstrap mask is ``1 - terminated``: a time-limit truncation keeps the bootstrap.
+    Shapes: ``reward, terminated [B]`` -> ``[B]``.
+    """
+    next_action, next_log_prob = actor.sample(next_observation)
+    next_q = target_critic(next_observation, next_action).min(dim=0).values
+    soft_value = next_q - alpha * next_log_prob
+    return reward + gamma * (1.0 - terminated.to(reward.dtype)) * soft_value
+
+
+def critic_loss(
+    observation: Tensor,
+    action: Tensor,
+    target: Tensor,
+    critic: EnsembleQ,
+) -> TensorDict:
+    """``L_Q = sum_j 0.5 E[(Q_j(s, a) - y)^2]`` (Eq. 5; one half of the MSE per critic, as softlearning)."""
+    q = critic(observation, action)  # [n_critics, B]
+    loss = 0.5 * (q - target).square().mean(dim=1).sum()
+    return TensorDict({"loss_critic": loss, "q_mean": q.detach().mean()}, batch_size=[])
+
+
+def actor_loss(
+    observation: Tensor,
+    actor: TanhGaussianActor,
+    critic: EnsembleQ,
+    alpha: Tensor,
+) -> tuple[TensorDict, Tensor]:
+    """``L_pi = E_s E_{a ~ pi}[alpha log pi(a|s) - min_j Q_j(s, a)]`` (Eq. 7 with the twin-Q minimum).
+
+    Returns the loss TensorDict and the (graph-carrying) log-probabilities ``[B]``, which the
+    temperature loss uses detached.
+    """
+    action, log_prob = actor.sample(observation)
+    with frozen(critic):
+        q = critic(observation, action).min(dim=0).values
+    loss = (alpha.detach() * log_prob - q).mean()
+    return TensorDict({"loss_actor": loss, "entropy": -log_prob.detach().mean()}, batch_size=[]), log_prob
+
+
+def alpha_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> TensorDict:
+    """``L_alpha = -E[log alpha (log pi(a|s) + H_target)]`` (Eq. 18, in log alpha as softlearning)."""
+    loss = -(log_alpha * (log_prob.detach() + target_entropy)).mean()
+    return TensorDict({"loss_alpha": loss, "alpha": log_alpha.detach().exp()}, batch_size=[])

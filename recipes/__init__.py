@@ -1,0 +1,1 @@
+"""Recipes: ``python -m recipes.<algo>_<env> fit``, wiring plus a YAML of paper values."""
