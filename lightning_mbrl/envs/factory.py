@@ -13,6 +13,7 @@ into the same table with :func:`register_env`. Every env the factory returns has
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -76,6 +77,7 @@ def register_env(name: str, builder: Callable[..., EnvBase]) -> None:
     """
     table = _CUSTOM_PREFIXES if name.endswith("/") else _CUSTOM_IDS
     table[name] = builder
+    _spec_cached.cache_clear()
 
 
 def known_env_ids() -> list[str]:
@@ -154,8 +156,9 @@ def make_env(
 
 
 @functools.lru_cache(maxsize=None)
-def _spec_cached(env_id: str, kwargs_items: tuple) -> EnvSpec:
-    env = make_env(env_id, **dict(kwargs_items))
+def _spec_cached(env_id: str, kwargs_json: str) -> EnvSpec:
+    kwargs = json.loads(kwargs_json)
+    env = make_env(env_id, **kwargs)
     try:
         obs_spec = env.observation_spec["observation"]
         action_spec = env.full_action_spec[env.action_key]
@@ -164,8 +167,8 @@ def _spec_cached(env_id: str, kwargs_items: tuple) -> EnvSpec:
         inner = getattr(env.base_env, "_env", None)
         if inner is not None and inner.spec is not None:
             max_steps = inner.spec.max_episode_steps
-        if kwargs_items and dict(kwargs_items).get("max_episode_steps") is not None:
-            max_steps = dict(kwargs_items)["max_episode_steps"]
+        if kwargs.get("max_episode_steps") is not None:
+            max_steps = kwargs["max_episode_steps"]
         return EnvSpec(
             env_id=env_id,
             observation_dim=int(obs_spec.shape[-1]),
@@ -180,4 +183,8 @@ def _spec_cached(env_id: str, kwargs_items: tuple) -> EnvSpec:
 def env_spec(env_id: str, **env_kwargs: Any) -> EnvSpec:
     """Sizes of ``env_id`` (observation dim, action dim or count, time limit)."""
     check_env_id(env_id)
-    return _spec_cached(env_id, tuple(sorted(env_kwargs.items())))
+    try:
+        key = json.dumps(env_kwargs, sort_keys=True)
+    except TypeError:
+        raise ConfigError(f"env_kwargs for {env_id!r} must be plain YAML values, got {env_kwargs!r}") from None
+    return _spec_cached(env_id, key)

@@ -1,0 +1,199 @@
+"""Speed of one SAC update through the library vs. a hand-written plain-PyTorch update.
+
+    python -m benchmarks.sac_update            # CPU; writes benchmarks/results/sac_update.json
+
+For hidden 256 and 512 (batch 256, HalfCheetah-v5 sizes: obs 17, action 6) it reports ms per
+update of (a) the library: ``SAC.update`` inside a real ``Trainer.fit`` (Lightning manual
+optimization, LightningOptimizer wrappers, TensorDict batch), (b) a plain PyTorch update of the
+same networks written the usual way (two separate Q MLPs, three Adam optimizers), next to the
+update's FLOP count and the machine's measured GEMM peak. Also: replay sampling time and env
+frames per second of collection with the actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict
+from torch import nn
+
+from benchmarks.common import gemm_peak_flops, timeit, write
+from lightning_mbrl.algos.sac import SAC
+
+ENV, OBS, ACT = "HalfCheetah-v5", 17, 6
+
+
+def mlp_flops(sizes: list[int]) -> int:
+    """Forward multiply-adds x 2 of an MLP with layer sizes ``sizes``, per sample."""
+    return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def update_flops(hidden: int, batch: int, n_critics: int = 2) -> int:
+    """GEMM FLOPs of one SAC update (elementwise work not counted).
+
+    Forward: actor(s'), target critics(s', a'), critics(s, a), actor(s), critics(s, pi(s)).
+    Backward: critic loss -> dW and dX of each critic layer except dX of the input layer;
+    actor loss -> dX only through the frozen critics (no dW), dW and dX through the actor
+    except its input layer's dX.
+    """
+    actor = [OBS, hidden, hidden, 2 * ACT]
+    critic = [OBS + ACT, hidden, hidden, 1]
+    fa, fq = mlp_flops(actor), n_critics * mlp_flops(critic)
+    fq_dx_in = n_critics * 2 * (OBS + ACT) * hidden
+    fa_dx_in = 2 * OBS * hidden
+    forward = fa + fq + fq + fa + fq
+    backward = (2 * fq - fq_dx_in) + (fq - fq_dx_in * 0) + (2 * fa - fa_dx_in)
+    return batch * (forward + backward)
+
+
+def fake_batch(batch: int) -> TensorDict:
+    return TensorDict(
+        {
+            "observation": torch.randn(batch, OBS),
+            "action": torch.rand(batch, ACT) * 2 - 1,
+            "next": {
+                "observation": torch.randn(batch, OBS),
+                "reward": torch.randn(batch, 1),
+                "terminated": torch.rand(batch, 1) < 0.01,
+            },
+        },
+        batch_size=[batch],
+    )
+
+
+# --------------------------------------------------------------------------------- plain PyTorch
+class PlainSAC:
+    """The update as commonly hand-written (CleanRL style): separate Q networks, three Adams."""
+
+    def __init__(self, hidden: int) -> None:
+        def net(i, o):
+            return nn.Sequential(nn.Linear(i, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, o))
+
+        self.actor = net(OBS, 2 * ACT)
+        self.q1, self.q2 = net(OBS + ACT, 1), net(OBS + ACT, 1)
+        self.q1_t, self.q2_t = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        self.log_alpha = torch.zeros((), requires_grad=True)
+        self.q_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=3e-4)
+        self.pi_opt = torch.optim.Adam(self.actor.parameters(), lr=3e-4)
+        self.a_opt = torch.optim.Adam([self.log_alpha], lr=3e-4)
+
+    def pi(self, s):
+        mu, log_std = self.actor(s).chunk(2, -1)
+        log_std = log_std.clamp(-20, 2)
+        std = log_std.exp()
+        u = mu + std * torch.randn_like(mu)
+        a = torch.tanh(u)
+        logp = torch.distributions.Normal(mu, std).log_prob(u) - 2 * (0.6931471805599453 - u - F.softplus(-2 * u))
+        return a, logp.sum(-1)
+
+    def update(self, b: TensorDict) -> None:
+        s, a, r = b["observation"], b["action"], b["next", "reward"].squeeze(-1)
+        s2, d = b["next", "observation"], b["next", "terminated"].squeeze(-1).float()
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            a2, logp2 = self.pi(s2)
+            sa2 = torch.cat([s2, a2], -1)
+            q_t = torch.min(self.q1_t(sa2), self.q2_t(sa2)).squeeze(-1) - alpha * logp2
+            y = r + 0.99 * (1 - d) * q_t
+        sa = torch.cat([s, a], -1)
+        q_loss = 0.5 * (F.mse_loss(self.q1(sa).squeeze(-1), y) + F.mse_loss(self.q2(sa).squeeze(-1), y))
+        self.q_opt.zero_grad()
+        q_loss.backward()
+        self.q_opt.step()
+        a_pi, logp = self.pi(s)
+        sa_pi = torch.cat([s, a_pi], -1)
+        q_pi = torch.min(self.q1(sa_pi), self.q2(sa_pi)).squeeze(-1)
+        pi_loss = (alpha * logp - q_pi).mean()
+        self.pi_opt.zero_grad()
+        pi_loss.backward()
+        self.pi_opt.step()
+        a_loss = -(self.log_alpha * (logp.detach() - ACT)).mean()
+        self.a_opt.zero_grad()
+        a_loss.backward()
+        self.a_opt.step()
+        with torch.no_grad():
+            for p, pt in zip([*self.q1.parameters(), *self.q2.parameters()], [*self.q1_t.parameters(), *self.q2_t.parameters()]):
+                pt.mul_(0.995).add_(0.005 * p)
+
+
+# --------------------------------------------------------------------------------- library
+class _TimeUpdates(pl.Callback):
+    """Times ``module.update`` from inside a running fit (real optimizers and strategy), then stops."""
+
+    def __init__(self, batch: TensorDict, number: int) -> None:
+        self.batch, self.number, self.result = batch, number, {}
+
+    def on_train_start(self, trainer, module) -> None:
+        self.result["update_s"] = timeit(lambda: module.update(self.batch), number=self.number)
+        module.runtime.buffer.extend(self.batch)
+        self.result["sample_s"] = timeit(lambda: module.sample(self.batch.shape[0]), number=self.number)
+        trainer.should_stop = True
+
+
+def library_update_seconds(hidden: int, batch: int, number: int) -> dict:
+    module = SAC(ENV, hidden=(hidden, hidden), batch_size=batch, max_frames=10, init_random_frames=0)
+    timer = _TimeUpdates(fake_batch(batch), number)
+    trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[timer], accelerator="cpu")
+    trainer.fit(module)
+    return timer.result
+
+
+def collection_fps(frames: int = 2000) -> float:
+    """Env frames per second of the library's collector with the (untrained) actor, HalfCheetah."""
+    module = SAC(ENV, max_frames=frames, init_random_frames=0, buffer_size=frames)
+    trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.strategy.connect(module)
+    module.trainer = trainer
+    module.on_fit_start()
+    module.collect()
+    import time
+
+    t0 = time.perf_counter()
+    for _ in range(frames - 1):
+        next(module.runtime.batches)
+    fps = (frames - 1) / (time.perf_counter() - t0)
+    module.on_fit_end()
+    return fps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--number", type=int, default=100)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    peak = gemm_peak_flops()
+    rows = []
+    for hidden in (256, 512):
+        flops = update_flops(hidden, 256)
+        plain = PlainSAC(hidden)
+        batch = fake_batch(256)
+        plain_s = timeit(lambda: plain.update(batch), number=args.number)
+        lib = library_update_seconds(hidden, 256, args.number)
+        row = {
+            "hidden": hidden,
+            "batch": 256,
+            "update_gflop": flops / 1e9,
+            "library_ms": lib["update_s"] * 1e3,
+            "plain_ms": plain_s * 1e3,
+            "library_over_plain": lib["update_s"] / plain_s,
+            "library_fraction_of_gemm_peak": flops / lib["update_s"] / peak,
+            "plain_fraction_of_gemm_peak": flops / plain_s / peak,
+            "flop_bound_ms": flops / peak * 1e3,
+            "replay_sample_ms": lib["sample_s"] * 1e3,
+        }
+        rows.append(row)
+        print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    fps = collection_fps()
+    print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s; collection {fps:.0f} env frames/s ({ENV}, actor 256x256)")
+    path = write("sac_update", {"gemm_peak_gflops": peak / 1e9, "updates": rows, "collection_fps": fps})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Bad input ends the CLI with one line naming the field and what is allowed (exit code 2)."""
+
+import subprocess
+import sys
+
+import pytest
+
+import recipes.sac_pendulum as recipe
+from tests.conftest import ROOT, TINY
+
+
+def run_cli(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        recipe.main(["fit", "--config", TINY, *args])
+    err = capsys.readouterr().err
+    return exc.value.code, err
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--model.env", "Foo-v0"], ["unknown env id 'Foo-v0'", "HalfCheetah-v5"]),
+        (["--model.env", "CartPole-v1"], ["CartPole-v1", "discrete", "continuous"]),
+        (["--model.max_frames", "-1"], ["max_frames must be a positive"]),
+        (["--model.batch_size", "0"], ["batch_size must be a positive"]),
+        (["--model.init_random_frames", "-3"], ["init_random_frames must be >= 0"]),
+        (["--model.updates_per_frame", "0"], ["updates_per_frame (G) must be an integer >= 1"]),
+        (["--model.max_frames", "99", "--model.frames_per_iteration", "10"], ["multiple of frames_per_iteration"]),
+        (["--model.gamma", "1.5"], ["gamma must be in [0.0, 1.0]"]),
+        (["--eval.episodes", "0"], ["eval.episodes must be >= 1"]),
+        (["--model.bogus", "1"], ["unrecognized arguments: --model.bogus"]),
+    ],
+)
+def test_bad_value_gives_one_clear_line(capsys, in_tmp, args, expected):
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    for fragment in expected:
+        assert fragment in last
+
+
+def test_malformed_yaml_and_unknown_yaml_key(capsys, in_tmp):
+    (in_tmp / "bad.yaml").write_text("model:\n  max_frames: [1, 2\n")
+    code, err = run_cli(capsys, "--config", "bad.yaml")
+    assert code == 2 and "Traceback" not in err and "Problems parsing config" in err
+    (in_tmp / "unknown.yaml").write_text("model:\n  hidden_size: 3\n")
+    code, err = run_cli(capsys, "--config", "unknown.yaml")
+    assert code == 2 and "Traceback" not in err and "hidden_size" in err
+
+
+def test_entry_point_process_exit_code(in_tmp):
+    """The real `python -m recipes.X fit` process: exit 2 and the message on stderr, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "recipes.sac_pendulum", "fit", "--model.env", "Nope-v0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown env id 'Nope-v0'")
