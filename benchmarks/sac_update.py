@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
+import time
 
 import pytorch_lightning as pl
 import torch
@@ -121,22 +123,35 @@ class PlainSAC:
 
 
 # --------------------------------------------------------------------------------- library
-class _TimeUpdates(pl.Callback):
-    """Times ``module.update`` from inside a running fit (real optimizers and strategy), then stops."""
+class _Interleaved(pl.Callback):
+    """From inside a running fit (real optimizers and strategy), time ``module.update``, the plain
+    update and a large GEMM in alternating rounds, so that both see the same machine load (this
+    VM's throughput drifts by tens of percent over minutes)."""
 
-    def __init__(self, batch: TensorDict, number: int) -> None:
-        self.batch, self.number, self.result = batch, number, {}
+    def __init__(self, plain: PlainSAC, batch: TensorDict, number: int, rounds: int) -> None:
+        self.plain, self.batch, self.number, self.rounds, self.result = plain, batch, number, rounds, {}
 
     def on_train_start(self, trainer, module) -> None:
-        self.result["update_s"] = timeit(lambda: module.update(self.batch), number=self.number)
+        n = self.number
+        lib, plain, peak = [], [], []
+        for _ in range(self.rounds):
+            lib.append(timeit(lambda: module.update(self.batch), warmup=5, repeats=1, number=n))
+            plain.append(timeit(lambda: self.plain.update(self.batch), warmup=5, repeats=1, number=n))
+            peak.append(gemm_peak_flops())
         module.runtime.buffer.extend(self.batch)
-        self.result["sample_s"] = timeit(lambda: module.sample(self.batch.shape[0]), number=self.number)
+        self.result = {
+            "update_s": statistics.median(lib),
+            "plain_s": statistics.median(plain),
+            "ratio": statistics.median(a / b for a, b in zip(lib, plain)),
+            "peak": statistics.median(peak),
+            "sample_s": timeit(lambda: module.sample(self.batch.shape[0]), number=n),
+        }
         trainer.should_stop = True
 
 
-def library_update_seconds(hidden: int, batch: int, number: int) -> dict:
+def measure(hidden: int, batch: int, number: int, rounds: int) -> dict:
     module = SAC(ENV, hidden=(hidden, hidden), batch_size=batch, max_frames=10, init_random_frames=0)
-    timer = _TimeUpdates(fake_batch(batch), number)
+    timer = _Interleaved(PlainSAC(hidden), fake_batch(batch), number, rounds)
     trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[timer], accelerator="cpu")
     trainer.fit(module)
@@ -152,8 +167,6 @@ def collection_fps(frames: int = 2000) -> float:
     module.trainer = trainer
     module.on_fit_start()
     module.collect()
-    import time
-
     t0 = time.perf_counter()
     for _ in range(frames - 1):
         next(module.runtime.batches)
@@ -164,34 +177,32 @@ def collection_fps(frames: int = 2000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--number", type=int, default=100)
+    parser.add_argument("--number", type=int, default=50, help="updates per timing round")
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     torch.manual_seed(0)
-    peak = gemm_peak_flops()
     rows = []
     for hidden in (256, 512):
         flops = update_flops(hidden, 256)
-        plain = PlainSAC(hidden)
-        batch = fake_batch(256)
-        plain_s = timeit(lambda: plain.update(batch), number=args.number)
-        lib = library_update_seconds(hidden, 256, args.number)
+        r = measure(hidden, 256, args.number, args.rounds)
         row = {
             "hidden": hidden,
             "batch": 256,
             "update_gflop": flops / 1e9,
-            "library_ms": lib["update_s"] * 1e3,
-            "plain_ms": plain_s * 1e3,
-            "library_over_plain": lib["update_s"] / plain_s,
-            "library_fraction_of_gemm_peak": flops / lib["update_s"] / peak,
-            "plain_fraction_of_gemm_peak": flops / plain_s / peak,
-            "flop_bound_ms": flops / peak * 1e3,
-            "replay_sample_ms": lib["sample_s"] * 1e3,
+            "gemm_peak_gflops": r["peak"] / 1e9,
+            "library_ms": r["update_s"] * 1e3,
+            "plain_ms": r["plain_s"] * 1e3,
+            "library_over_plain": r["ratio"],
+            "library_fraction_of_gemm_peak": flops / r["update_s"] / r["peak"],
+            "plain_fraction_of_gemm_peak": flops / r["plain_s"] / r["peak"],
+            "flop_bound_ms": flops / r["peak"] * 1e3,
+            "replay_sample_ms": r["sample_s"] * 1e3,
         }
         rows.append(row)
         print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     fps = collection_fps()
-    print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s; collection {fps:.0f} env frames/s ({ENV}, actor 256x256)")
-    path = write("sac_update", {"gemm_peak_gflops": peak / 1e9, "updates": rows, "collection_fps": fps})
+    print(f"collection {fps:.0f} env frames/s ({ENV}, actor 256x256)")
+    path = write("sac_update", {"updates": rows, "collection_fps": fps})
     print(f"wrote {path}")
 
 

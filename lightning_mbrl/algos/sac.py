@@ -29,7 +29,7 @@ from lightning_mbrl.algos.base import OffPolicyAlgorithm
 from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
 from lightning_mbrl.models.actor import TanhGaussianActor
 from lightning_mbrl.models.critic import EnsembleQ
-from lightning_mbrl.models.utils import polyak_update
+from lightning_mbrl.models.utils import adam, polyak_update
 from lightning_mbrl.objectives import sac as sac_losses
 
 
@@ -106,11 +106,11 @@ class SAC(OffPolicyAlgorithm):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams
         optimizers = [
-            torch.optim.Adam(self.critic.parameters(), lr=hp.critic_lr),
-            torch.optim.Adam(self.actor.parameters(), lr=hp.actor_lr),
+            adam(self.critic.parameters(), lr=hp.critic_lr),
+            adam(self.actor.parameters(), lr=hp.actor_lr),
         ]
         if self.learn_alpha:
-            optimizers.append(torch.optim.Adam([self.log_alpha], lr=hp.alpha_lr))
+            optimizers.append(adam([self.log_alpha], lr=hp.alpha_lr))
         return optimizers
 
     def update(self, batch: TensorDictBase) -> TensorDict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -21,6 +21,12 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+def adam(params: Iterable[torch.Tensor], lr: float, **kwargs) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters; 2.5x faster than the per-tensor
+    loop on CPU at SAC sizes, see benchmarks/sac_update.py)."""
+    return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
 
 
 @torch.no_grad()

@@ -116,3 +116,21 @@ def test_print_config_works(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "env: Humanoid-v5" in out and "max_frames: 10000000" in out and "every_frames: 5000" in out
+
+
+def test_checkpoint_holds_no_runtime_objects_and_reloads(in_tmp):
+    """The checkpoint has the networks and loop counters, not the env, collector or buffer; a
+    reloaded module acts exactly like the trained one."""
+    import torch
+
+    from lightning_mbrl.algos.sac import SAC
+
+    cli = fit("sac_pendulum", "--trainer.enable_checkpointing=true")
+    (path,) = pathlib.Path(cli.trainer.log_dir).rglob("*.ckpt")
+    ckpt = torch.load(path, weights_only=False)
+    assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"actor", "critic", "critic_target", "log_alpha"}
+    assert ckpt["loop_counters"]["frames"] == 200 and ckpt["loop_counters"]["updates"] == 100
+    reloaded = SAC.load_from_checkpoint(path)
+    assert reloaded.frames == 200
+    obs = torch.randn(8, 3)
+    torch.testing.assert_close(reloaded.act(obs, deterministic=True), cli.model.act(obs, deterministic=True))
