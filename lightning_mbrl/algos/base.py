@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
-import torch
 from tensordict import TensorDictBase
 from torch import Tensor
 from torchrl.collectors import Collector
