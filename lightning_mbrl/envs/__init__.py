@@ -9,5 +9,7 @@ from lightning_mbrl.envs.factory import (
     make_env,
     register_env,
 )
+from lightning_mbrl.envs.mujoco_fns import reward_fn, termination_fn
 
-__all__ = ["GYM_IDS", "EnvSpec", "check_env_id", "env_spec", "known_env_ids", "make_env", "register_env"]
+__all__ = ["GYM_IDS", "EnvSpec", "check_env_id", "env_spec", "known_env_ids", "make_env", "register_env",
+           "reward_fn", "termination_fn"]

@@ -1,0 +1,217 @@
+"""Model-based policy optimisation (Janner et al. 2019, "When to Trust Your Model").
+
+SAC trained mostly on short branched rollouts of a probabilistic ensemble. Defaults are the MBPO
+code's HalfCheetah settings (REFERENCE.md 1.2-1.4); recipes set the per-task values.
+
+One iteration (``training_step``):
+
+    collect frames_per_iteration real frames                    -> real replay
+    every model_train_freq policy frames (starting with the first):
+        fit the ensemble on all real data (holdout early stopping, elites)     -> model/*
+        k = rollout_length(epoch)                                  (schedule)
+        branch rollout_batch_size k-step rollouts of the current policy
+        from real states; keep the transitions before termination -> model replay
+    repeat G * frames_per_iteration times:
+        SAC update on real_ratio real + (1 - real_ratio) imagined transitions
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from tensordict import TensorDictBase, cat as td_cat
+
+from lightning_mbrl import keys
+from lightning_mbrl.algos.sac import SAC
+from lightning_mbrl.data.model_replay import (
+    ModelReplay,
+    check_rollout_schedule,
+    model_replay_capacity,
+    rollout_length,
+)
+from lightning_mbrl.envs.mujoco_fns import termination_fn
+from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
+from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
+from lightning_mbrl.models.world_model import EnsembleDynamics
+
+TERMINATION_CHOICES = ("known", "learned", "never")
+MBPO_HIDDEN_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)  # per hidden layer; 1e-4 on the output (REFERENCE 1.3)
+
+
+def model_weight_decays(n_hidden: int) -> tuple[float, ...]:
+    """MBPO's per-layer L2 decays for a model of ``n_hidden`` hidden layers: the code's values for
+    4 layers; for other depths its first ``n_hidden`` values, extended with the last one."""
+    hidden = MBPO_HIDDEN_DECAYS[:n_hidden] + (MBPO_HIDDEN_DECAYS[-1],) * max(0, n_hidden - 4)
+    return (*hidden, 1e-4)
+
+
+class MBPO(SAC):
+    def __init__(
+        self,
+        env: str = "HalfCheetah-v5",
+        env_kwargs: dict[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        seed: int = 0,
+        max_frames: int = 400_000,
+        init_random_frames: int = 5_000,
+        frames_per_iteration: int = 1,
+        updates_per_frame: int = 40,
+        batch_size: int = 256,
+        buffer_size: int = 1_000_000,
+        hidden: tuple[int, ...] = (256, 256),
+        gamma: float = 0.99,
+        tau: float = 5e-3,
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        alpha_lr: float = 3e-4,
+        alpha: float | None = None,
+        target_entropy: float | None = -3.0,
+        # world model
+        ensemble_size: int = 7,
+        num_elites: int = 5,
+        model_hidden: tuple[int, ...] = (200, 200, 200, 200),
+        model_lr: float = 1e-3,
+        model_batch_size: int = 256,
+        holdout_ratio: float = 0.2,
+        max_holdout: int = 5_000,
+        max_model_epochs: int | None = None,
+        termination: str = "known",
+        # imagination
+        model_train_freq: int = 250,
+        rollout_batch_size: int = 100_000,
+        rollout_schedule: Sequence[int] = (20, 150, 1, 1),
+        epoch_length: int = 1_000,
+        model_retain_epochs: int = 1,
+        real_ratio: float = 0.05,
+    ) -> None:
+        """
+        Args:
+            model_train_freq: real frames between model fits (and imagination rounds).
+            rollout_batch_size: rollouts branched per model fit (M = this / model_train_freq per frame).
+            rollout_schedule: ``[min_epoch, max_epoch, min_length, max_length]``; epochs of
+                ``epoch_length`` real frames.
+            real_ratio: fraction of each SAC batch drawn from real data.
+            termination: ``known`` (the task's termination function), ``learned`` (a head of the
+                ensemble) or ``never``.
+        """
+        super().__init__(
+            env, env_kwargs, max_episode_steps, seed, max_frames, init_random_frames, frames_per_iteration,
+            updates_per_frame, batch_size, buffer_size, hidden, 2, gamma, tau, actor_lr, critic_lr, alpha_lr,
+            alpha, 1.0, target_entropy,
+        )
+        self.save_hyperparameters()
+        for name in ("ensemble_size", "num_elites", "model_lr", "model_batch_size", "model_train_freq",
+                     "rollout_batch_size", "epoch_length", "model_retain_epochs"):
+            require_positive(name, locals()[name])
+        if num_elites > ensemble_size:
+            raise ConfigError(f"num_elites ({num_elites}) must be <= ensemble_size ({ensemble_size})")
+        require_in_range("real_ratio", real_ratio, 0.0, 1.0)
+        require_in_range("holdout_ratio", holdout_ratio, 0.0, 0.9)
+        check_rollout_schedule(rollout_schedule)
+        if model_train_freq % frames_per_iteration:
+            raise ConfigError(
+                f"model_train_freq ({model_train_freq}) must be a multiple of frames_per_iteration ({frames_per_iteration})"
+            )
+        if termination not in TERMINATION_CHOICES:
+            raise ConfigError(f"termination must be one of {TERMINATION_CHOICES}, got {termination!r}")
+        done_fn = None
+        if termination == "known":
+            try:
+                done_fn = termination_fn(env, self.env_kwargs)
+            except ConfigError as err:
+                raise ConfigError(f"termination='known': {err}; use termination 'never' or 'learned'") from None
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 1)
+            self.world_model = EnsembleDynamics(
+                self.spec.observation_dim, self.spec.action_dim, termination_fn=done_fn,
+                learn_termination=termination == "learned", n_members=ensemble_size, n_elites=num_elites,
+                hidden=tuple(model_hidden), weight_decays=model_weight_decays(len(model_hidden)),
+            )
+        # counters of the model-based schedule (checkpointed with the loop counters)
+        self.model_fits = 0
+        self.rollouts = 0
+        self.imagined = 0
+        self.model_replay: ModelReplay | None = None
+
+    # ----------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().configure_optimizers(), make_model_optimizer(self.world_model.ensemble, lr=self.hparams.model_lr)]
+
+    @property
+    def policy_frames_before_iteration(self) -> int:
+        return self.frames - self.hparams.frames_per_iteration - self.hparams.init_random_frames
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        self.collect()
+        metrics = None
+        if not self.warming_up:
+            if self.policy_frames_before_iteration % self.hparams.model_train_freq == 0:
+                self.fit_world_model()
+                self.imagine()
+            for _ in range(self.updates_per_iteration):
+                metrics = self.update(self.mixed_batch())
+        self.log_iteration(metrics)
+
+    # ----------------------------------------------------------------------------- the model
+    def fit_world_model(self) -> TensorDictBase:
+        """Fit the ensemble on every real transition collected so far (warm-started)."""
+        hp = self.hparams
+        data = self.runtime.buffer[: len(self.runtime.buffer)]
+        wm = self.world_model
+        inputs = wm.make_inputs(data[keys.OBSERVATION], data[keys.ACTION])
+        targets = wm.make_targets(data[keys.OBSERVATION], data[keys.ACTION], data[keys.REWARD],
+                                  data[keys.NEXT_OBSERVATION], data[keys.TERMINATED])
+        stats = fit_ensemble(
+            wm.ensemble, inputs, targets, self.optimizers()[-1], batch_size=hp.model_batch_size,
+            holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs,
+        )
+        self.model_fits += 1
+        elites = stats["elites"]
+        self.log_to_loggers({
+            "model/holdout_mse": float(stats["holdout_mse"][elites].mean()),
+            "model/elites": float(sum(1 << int(e) for e in elites)),
+            "model/epochs": float(stats["epochs"]),
+            "model/fits": float(self.model_fits),
+        })
+        return stats
+
+    def imagine(self) -> None:
+        """Branch ``rollout_batch_size`` k-step rollouts from real states into the model replay."""
+        hp = self.hparams
+        k = rollout_length(self.frames // hp.epoch_length, hp.rollout_schedule)
+        capacity = model_replay_capacity(hp.model_retain_epochs, k, hp.rollout_batch_size, hp.epoch_length,
+                                         hp.model_train_freq)
+        if self.model_replay is None:
+            self.model_replay = ModelReplay(capacity, device=self.device)
+        self.model_replay.resize(capacity)
+        start = self.runtime.buffer.sample(hp.rollout_batch_size)[keys.OBSERVATION]
+        rollout = self.world_model.rollout(start, lambda obs: self.actor.sample(obs)[0], k, mode="sample",
+                                           differentiable=False)
+        mask = rollout["mask"].squeeze(-1)
+        kept = rollout.select(*keys.TRANSITION_KEYS)[mask]
+        self.model_replay.extend(kept)
+        self.rollouts += hp.rollout_batch_size
+        self.imagined += kept.shape[0]
+        returns = (rollout[keys.REWARD].squeeze(-1) * mask).sum(0)
+        self.log_to_loggers({
+            "model/rollout_length": float(k),
+            "model/imagined_return": float(returns.mean()),
+            "model/imagined_kept": float(kept.shape[0]),
+        })
+
+    def mixed_batch(self) -> TensorDictBase:
+        """``real_ratio`` real and ``1 - real_ratio`` imagined transitions (MBPO: 12 + 244 of 256)."""
+        hp = self.hparams
+        n_real = int(hp.batch_size * hp.real_ratio)
+        parts = []
+        if n_real:
+            parts.append(self.sample(n_real).select(*keys.TRANSITION_KEYS))
+        if hp.batch_size - n_real:
+            parts.append(self.model_replay.sample(hp.batch_size - n_real).select(*keys.TRANSITION_KEYS))
+        return parts[0] if len(parts) == 1 else td_cat(parts, 0)
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["loop_counters"].update(model_fits=self.model_fits, rollouts=self.rollouts, imagined=self.imagined)

@@ -1,0 +1,85 @@
+"""T1 smoke for MBPO: exact accounting of model fits, rollouts, imagined transitions and updates."""
+
+import math
+
+import pytest
+import torch
+
+from tests.smoke.test_recipes import fit
+
+
+@pytest.mark.parametrize("fpi", [1, 4])
+def test_mbpo_schedule_accounting(fpi, in_tmp):
+    """Pendulum never terminates, so every imagined transition is kept: exact counts."""
+    cli = fit(
+        "mbpo_halfcheetah", "--model.env=Pendulum-v1", "--model.termination=never",
+        f"--model.frames_per_iteration={fpi}", "--model.updates_per_frame=2",
+        "--model.max_frames=180", "--model.init_random_frames=100", "--model.model_train_freq=20",
+        "--model.rollout_batch_size=64", "--model.rollout_schedule=[0,0,3,3]", "--model.epoch_length=40",
+        "--model.model_retain_epochs=1", "--model.max_model_epochs=3", "--eval.every_frames=0",
+    )
+    m = cli.model
+    fits = math.ceil((180 - 100) / 20)  # at policy frames 0, 20, 40, 60
+    assert m.model_fits == fits
+    assert m.rollouts == fits * 64
+    assert m.imagined == fits * 64 * 3  # k = 3 steps, nothing terminates
+    # capacity = 1 epoch * 3 * 64 * (40 / 20) = 384 < 768 imagined: the replay keeps the newest 384
+    assert len(m.model_replay) == 384
+    assert m.updates == 2 * (180 - 100)
+    model_opt = cli.trainer.optimizers[-1]
+    assert all(int(s["step"]) > 0 for s in model_opt.state.values())
+
+
+def test_mbpo_terminating_env_drops_rollouts_after_termination(in_tmp):
+    cli = fit(
+        "mbpo_invertedpendulum", "--model.max_frames=140", "--model.init_random_frames=100",
+        "--model.model_train_freq=20", "--model.rollout_batch_size=200", "--model.rollout_schedule=[0,0,5,5]",
+        "--model.max_model_epochs=2", "--eval.every_frames=0",
+    )
+    m = cli.model
+    assert m.model_fits == 2 and m.rollouts == 400
+    assert 0 < m.imagined <= 400 * 5
+    data = m.model_replay.newest(len(m.model_replay))
+    # the known InvertedPendulum rule (|angle| > 0.2) holds on every stored imagined transition
+    angle = data["next", "observation"][:, 1].abs()
+    torch.testing.assert_close(data["next", "terminated"].squeeze(-1), angle > 0.2)
+
+
+@pytest.mark.parametrize("real_ratio, n_real", [(0.05, 1), (0.25, 8), (1.0, 32)])
+def test_mixed_batch_ratio(real_ratio, n_real, in_tmp):
+    """A batch of 32 holds int(32 * real_ratio) real rows: recognised by their next observation,
+    which occurs in the real data (model predictions never reproduce one exactly)."""
+    seen = {}
+
+    import pytorch_lightning as pl
+
+    from lightning_mbrl.algos.mbpo import MBPO
+
+    class Probe(pl.Callback):
+        def on_train_end(self, trainer, module):
+            real_next = module.runtime.buffer[: len(module.runtime.buffer)]["next", "observation"]
+            batch = module.mixed_batch()
+            matches = (batch["next", "observation"][:, None, :] == real_next[None]).all(-1).any(-1)
+            seen["real_rows"], seen["size"] = int(matches.sum()), batch.shape[0]
+
+    model = MBPO("Hopper-v5", max_frames=110, init_random_frames=100, batch_size=32, hidden=(16, 16),
+                 model_hidden=(16, 16), max_model_epochs=2, rollout_batch_size=300, real_ratio=real_ratio)
+    pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               callbacks=[Probe()]).fit(model)
+    assert seen == {"real_rows": n_real, "size": 32}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model.env=Pendulum-v1"], "termination 'never' or 'learned'"),
+    (["--model.termination=sometimes"], "termination must be one of"),
+    (["--model.rollout_schedule=[1,2,3]"], "rollout_schedule must be"),
+    (["--model.num_elites=9"], "num_elites (9) must be <= ensemble_size (7)"),
+    (["--model.real_ratio=1.5"], "real_ratio must be in"),
+    (["--model.model_train_freq=25", "--model.frames_per_iteration=10", "--model.max_frames=200"],
+     "model_train_freq (25) must be a multiple of frames_per_iteration"),
+])
+def test_mbpo_config_errors(capsys, in_tmp, args, fragment):
+    with pytest.raises(SystemExit) as exc:
+        fit("mbpo_halfcheetah", *args)
+    assert exc.value.code == 2
+    assert fragment in capsys.readouterr().err
