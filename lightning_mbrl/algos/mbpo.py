@@ -96,9 +96,11 @@ class MBPO(SAC):
                 ensemble) or ``never``.
         """
         super().__init__(
-            env, env_kwargs, max_episode_steps, seed, max_frames, init_random_frames, frames_per_iteration,
-            updates_per_frame, batch_size, buffer_size, hidden, 2, gamma, tau, actor_lr, critic_lr, alpha_lr,
-            alpha, 1.0, target_entropy,
+            env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
+            init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
+            updates_per_frame=updates_per_frame, batch_size=batch_size, buffer_size=buffer_size, hidden=hidden,
+            gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha,
+            target_entropy=target_entropy,
         )
         self.save_hyperparameters()
         for name in ("ensemble_size", "num_elites", "model_lr", "model_batch_size", "model_train_freq",
@@ -188,7 +190,7 @@ class MBPO(SAC):
         start = self.runtime.buffer.sample(hp.rollout_batch_size)[keys.OBSERVATION]
         rollout = self.world_model.rollout(start, lambda obs: self.actor.sample(obs)[0], k, mode="sample",
                                            differentiable=False)
-        mask = rollout["mask"].squeeze(-1)
+        mask = rollout[keys.MASK].squeeze(-1)
         kept = rollout.select(*keys.TRANSITION_KEYS)[mask]
         self.model_replay.extend(kept)
         self.rollouts += hp.rollout_batch_size

@@ -32,10 +32,6 @@ from lightning_mbrl import keys
 from lightning_mbrl.errors import require_non_negative, require_positive
 from lightning_mbrl.models.mlp import ACTIVATIONS, BatchedLinear, activation
 
-#: Rollout key: ``bool [horizon, N, 1]``, False for the steps after a rollout terminated.
-#: (Belongs in ``lightning_mbrl.keys``; defined here until that module gains it.)
-MASK = "mask"
-
 PREDICT_MODES = ("sample", "mean", "elite_mean")
 
 TerminationFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -502,7 +498,7 @@ class EnsembleDynamics(nn.Module):
                 keys.NEXT_OBSERVATION: torch.stack(next_observations),
                 keys.REWARD: torch.stack(rewards),
                 keys.TERMINATED: torch.stack(terminals),
-                MASK: torch.stack(masks),
+                keys.MASK: torch.stack(masks),
             },
             batch_size=[horizon, *start_obs.shape[:-1]],
         )
