@@ -83,3 +83,18 @@ def test_mbpo_config_errors(capsys, in_tmp, args, fragment):
         fit("mbpo_halfcheetah", *args)
     assert exc.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_mbpo_with_learned_termination(in_tmp):
+    """termination: learned trains the ensemble's termination logit on the real terminations and
+    uses it in imagination (InvertedPendulum terminates often under random actions)."""
+    cli = fit(
+        "mbpo_invertedpendulum", "--model.termination=learned", "--model.max_frames=140",
+        "--model.init_random_frames=100", "--model.model_train_freq=20", "--model.rollout_batch_size=200",
+        "--model.rollout_schedule=[0,0,3,3]", "--model.max_model_epochs=5", "--eval.every_frames=0",
+    )
+    m = cli.model
+    assert m.world_model.learn_termination and m.world_model.termination_fn is None
+    assert m.world_model.ensemble.out_dim == 1 + m.spec.observation_dim + 1
+    assert m.model_fits == 2 and m.rollouts == 400 and 0 < m.imagined <= 1200
+    assert m.updates == 10 * 40
