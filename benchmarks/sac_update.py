@@ -48,7 +48,9 @@ def update_flops(hidden: int, batch: int, n_critics: int = 2) -> int:
     fq_dx_in = n_critics * 2 * (OBS + ACT) * hidden
     fa_dx_in = 2 * OBS * hidden
     forward = fa + fq + fq + fa + fq
-    backward = (2 * fq - fq_dx_in) + (fq - fq_dx_in * 0) + (2 * fa - fa_dx_in)
+    critic_loss_backward = 2 * fq - fq_dx_in  # dW and dX, no dX at the critics' input
+    actor_loss_backward = fq + (2 * fa - fa_dx_in)  # dX through frozen critics (the action needs it), then the actor
+    backward = critic_loss_backward + actor_loss_backward
     return batch * (forward + backward)
 
 

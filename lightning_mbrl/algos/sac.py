@@ -87,10 +87,8 @@ class SAC(OffPolicyAlgorithm):
             self.critic = EnsembleQ(obs_dim, act_dim, hidden, n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.learn_alpha = alpha is None
-        log_alpha = torch.tensor(float(init_alpha if alpha is None else max(alpha, 1e-30))).log()
+        log_alpha = torch.tensor(float(init_alpha if alpha is None else alpha)).log()  # alpha = 0 -> -inf
         self.log_alpha = nn.Parameter(log_alpha, requires_grad=self.learn_alpha)
-        if alpha == 0:
-            self.log_alpha.data.fill_(float("-inf"))
         self.target_entropy = float(-act_dim if target_entropy is None else target_entropy)
 
     # ----------------------------------------------------------------------------- protocols
