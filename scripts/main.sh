@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-exec .venv/bin/python -m recipes.sac_humanoid fit "$@"
+exec .venv/bin/python -m recipes.mbsac_humanoid fit "$@"

@@ -194,10 +194,13 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         """A uniform minibatch of real transitions (on ``self.device``)."""
         return self.runtime.buffer.sample(batch_size)
 
-    def log_iteration(self, metrics: TensorDictBase | None = None) -> None:
-        """Every ``trainer.log_every_n_steps`` iterations: one ``train/*`` row to the loggers with env
-        frames as the x-axis, and frames, episodes and throughput to the progress bar. (Lightning's
-        ``self.log`` costs ~2 ms a call on CPU, so it is not called every iteration.)"""
+    def log_iteration(
+        self, metrics: TensorDictBase | None = None, model_metrics: TensorDictBase | None = None
+    ) -> None:
+        """Every ``trainer.log_every_n_steps`` iterations: one row of ``train/*`` (agent) and
+        ``model/*`` (world model) metrics to the loggers with env frames as the x-axis, and frames,
+        episodes and throughput to the progress bar. (Lightning's ``self.log`` costs ~2 ms a call on
+        CPU, so it is not called every iteration.)"""
         if self.iterations % self.trainer.log_every_n_steps:
             return
         rt = self.runtime
@@ -207,8 +210,9 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         row = {**progress, "updates": float(self.updates)}
         if self.episodes:
             row["train/episode_return"] = self.last_episode_return
-        for name, value in (metrics.items() if metrics is not None else ()):
-            row[f"train/{name}"] = float(value)
+        for prefix, values in (("train", metrics), ("model", model_metrics)):
+            for name, value in (values.items() if values is not None else ()):
+                row[f"{prefix}/{name}"] = float(value)
         self.log_to_loggers(row)
 
     def log_to_loggers(self, row: dict[str, float]) -> None:

@@ -47,6 +47,7 @@ class SAC(OffPolicyAlgorithm):
         batch_size: int = 256,
         buffer_size: int = 1_000_000,
         hidden: tuple[int, ...] = (256, 256),
+        actor_hidden: tuple[int, ...] | None = None,
         n_critics: int = 2,
         gamma: float = 0.99,
         tau: float = 5e-3,
@@ -60,6 +61,7 @@ class SAC(OffPolicyAlgorithm):
         """
         Args:
             env: a ``make_env`` id; observation and action sizes are read from it.
+            hidden: hidden widths of the critics, and of the actor unless ``actor_hidden`` is given.
             alpha: a fixed temperature; ``None`` learns it (automatic entropy tuning).
             target_entropy: for learned alpha; ``None`` means ``-action_dim`` (Haarnoja et al.).
             updates_per_frame: G, gradient updates per real frame after warm-up.
@@ -83,7 +85,7 @@ class SAC(OffPolicyAlgorithm):
         obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
         with torch.random.fork_rng():  # reproducible initialisation without touching global RNG
             torch.manual_seed(seed)
-            self.actor = TanhGaussianActor(obs_dim, act_dim, hidden)
+            self.actor = TanhGaussianActor(obs_dim, act_dim, hidden if actor_hidden is None else actor_hidden)
             self.critic = EnsembleQ(obs_dim, act_dim, hidden, n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.learn_alpha = alpha is None

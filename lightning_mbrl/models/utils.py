@@ -33,3 +33,8 @@ def adam(params: Iterable[torch.Tensor], lr: float, **kwargs) -> torch.optim.Ada
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``theta_target <- (1 - tau) theta_target + tau theta`` for every parameter, in one foreach call."""
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """``N(0, std^2)`` truncated at two standard deviations (TensorFlow's ``truncated_normal``)."""
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)

@@ -18,6 +18,7 @@ Fitting lives in ``lightning_mbrl.models.model_training``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -31,15 +32,12 @@ from torch import Tensor, nn
 from lightning_mbrl import keys
 from lightning_mbrl.errors import require_non_negative, require_positive
 from lightning_mbrl.models.mlp import ACTIVATIONS, BatchedLinear, activation
+from lightning_mbrl.models.rollout import model_rollout
+from lightning_mbrl.models.utils import truncated_normal_
 
 PREDICT_MODES = ("sample", "mean", "elite_mean")
 
 TerminationFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-def _truncated_normal_(tensor: Tensor, std: float) -> Tensor:
-    """``N(0, std^2)`` truncated at two standard deviations (TensorFlow's ``truncated_normal``)."""
-    return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 
 
 class GaussianEnsemble(nn.Module):
@@ -111,7 +109,7 @@ class GaussianEnsemble(nn.Module):
         self.layers = nn.ModuleList(BatchedLinear(n_members, a, b) for a, b in itertools.pairwise(dims))
         with torch.no_grad():
             for layer in self.layers:
-                _truncated_normal_(layer.weight, 1.0 / (2.0 * math.sqrt(layer.in_dim)))
+                truncated_normal_(layer.weight, 1.0 / (2.0 * math.sqrt(layer.in_dim)))
                 layer.bias.zero_()
         self.act = activation(act)
         self.max_logvar = nn.Parameter(torch.full((self.n_gaussian,), float(init_max_logvar)))
@@ -458,47 +456,10 @@ class EnsembleDynamics(nn.Module):
         differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> TensorDict:
-        """``horizon`` model steps from ``start_obs [N, obs_dim]`` with ``action = policy(obs)``.
-
-        Returns a TensorDict of batch ``[horizon, N]`` with ``observation``, ``action``,
-        ``("next", "observation")``, ``("next", "reward") [horizon, N, 1]``,
-        ``("next", "terminated") bool [horizon, N, 1]`` and ``mask`` (``bool [horizon, N, 1]``):
-        ``mask[t]`` is False once the rollout terminated at a step before ``t`` (the terminating
-        step itself is kept). MBPO drops terminated rollouts from later steps; here the tensor stays
-        rectangular, the terminated rollouts keep being stepped from their last state, and
-        ``td[td["mask"].squeeze(-1)]`` gives MBPO's transitions.
-
-        ``differentiable=False`` runs the whole rollout, policy included, under ``torch.no_grad()``;
-        ``differentiable=True`` keeps the graph through the policy and the model (pathwise, MAAC).
-        """
-        if not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
-        grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
-        observations, actions, next_observations, rewards, terminals, masks = [], [], [], [], [], []
-        with grad_mode:
-            obs = start_obs
-            alive = torch.ones(*start_obs.shape[:-1], 1, dtype=torch.bool, device=start_obs.device)
-            for _ in range(horizon):
-                action = policy(obs)
-                next_obs, reward, terminated = self.step(
-                    obs, action, mode=mode, differentiable=differentiable, generator=generator
-                )
-                observations.append(obs)
-                actions.append(action)
-                next_observations.append(next_obs)
-                rewards.append(reward.unsqueeze(-1))
-                terminals.append(terminated.unsqueeze(-1))
-                masks.append(alive)
-                alive = alive & ~terminated.unsqueeze(-1)
-                obs = next_obs
-        return TensorDict(
-            {
-                keys.OBSERVATION: torch.stack(observations),
-                keys.ACTION: torch.stack(actions),
-                keys.NEXT_OBSERVATION: torch.stack(next_observations),
-                keys.REWARD: torch.stack(rewards),
-                keys.TERMINATED: torch.stack(terminals),
-                keys.MASK: torch.stack(masks),
-            },
-            batch_size=[horizon, *start_obs.shape[:-1]],
+        """``horizon`` steps of ``step(mode=mode)`` from ``start_obs [N, obs_dim]`` under ``policy``:
+        a TensorDict ``[horizon, N]`` with a termination ``mask``, see ``models.rollout.model_rollout``.
+        MBPO keeps ``td[td["mask"].squeeze(-1)]``, the transitions before termination."""
+        return model_rollout(
+            functools.partial(self.step, mode=mode, generator=generator), start_obs, policy, horizon,
+            differentiable=differentiable,
         )

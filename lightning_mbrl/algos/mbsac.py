@@ -1,0 +1,197 @@
+"""MBSAC (Dong et al. 2020, "On the Expressivity of Neural Networks for Deep RL"; REFERENCE.md 2.1).
+
+SAC whose every minibatch is part real data and part *fresh* short rollouts of the current policy in
+a single deterministic SLBO model trained online alongside the agent. Rewards of imagined steps come
+from the task's known reward function; imagined steps never terminate (the BOOTS code forces
+``dones = False`` in its virtual env). Defaults are the BOOTS code's HalfCheetah settings; recipes
+set the per-task values.
+
+One iteration (``training_step``):
+
+    collect frames_per_iteration real frames        -> real replay; update the running normalisers
+    after the last random frame: model_pretrain_iters model steps on the random data (default: as many
+    as random frames)
+    repeat G * frames_per_iteration times:
+        model_iters_per_update SLBO model steps on real minibatches of model_batch_size
+        draw n_real + n_starts real transitions; roll the n_starts states out rollout_horizon
+        steps with the current stochastic policy in the model (no graph)
+        SAC update on the n_real real + n_starts * rollout_horizon imagined transitions
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase, cat as td_cat
+from torch import Tensor
+
+from lightning_mbrl import keys
+from lightning_mbrl.algos.sac import SAC
+from lightning_mbrl.envs.mujoco_fns import reward_fn, termination_fn
+from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
+from lightning_mbrl.models.slbo import DeterministicDynamics
+from lightning_mbrl.models.utils import adam
+
+
+class MBSAC(SAC):
+    def __init__(
+        self,
+        env: str = "HalfCheetah-v5",
+        env_kwargs: dict[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        seed: int = 0,
+        max_frames: int = 400_000,
+        init_random_frames: int = 10_000,
+        frames_per_iteration: int = 1,
+        updates_per_frame: int = 8,
+        batch_size: int = 256,
+        buffer_size: int = 1_000_000,
+        hidden: tuple[int, ...] = (256, 256),
+        actor_hidden: tuple[int, ...] | None = None,
+        gamma: float = 0.99,
+        tau: float = 5e-3,
+        actor_lr: float = 3e-4,
+        critic_lr: float = 3e-4,
+        alpha_lr: float = 3e-4,
+        alpha: float | None = 0.2,
+        target_entropy: float | None = None,
+        normalize_observations: bool = True,
+        # world model (SLBO)
+        model_units: int = 200,
+        model_blocks: int = 2,
+        model_lr: float = 1e-3,
+        model_batch_size: int = 64,
+        model_weight_decay: float = 1e-5,
+        model_grad_clip: float = 1000.0,
+        model_pretrain_iters: int | None = None,
+        model_iters_per_update: int = 1,
+        # imagination
+        real_ratio: float = 0.25,
+        rollout_horizon: int = 3,
+    ) -> None:
+        """
+        Args:
+            env_kwargs: MuJoCo tasks need ``exclude_current_positions_from_observation: false``
+                (the known reward's forward term is a position difference).
+            alpha: fixed temperature (BOOTS: 0.2 HalfCheetah/Walker2d, 0.05 Ant/Humanoid); ``None``
+                learns it with target entropy ``-|A|``.
+            normalize_observations: feed the actor and critics observations normalised by the
+                model's running state statistics (BOOTS ``use_normalizer``).
+            model_pretrain_iters: model steps on the random frames before the first SAC update;
+                ``None`` means one per random frame (BOOTS: 10,000 steps on 10,000 frames).
+            model_iters_per_update: model steps before each of the G SAC updates (BOOTS: 1).
+            real_ratio: fraction of each batch drawn from real data; the rest is
+                ``n_starts * rollout_horizon`` imagined transitions (BOOTS: 64 + 64 x 3 = 256).
+        """
+        super().__init__(
+            env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
+            init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
+            updates_per_frame=updates_per_frame, batch_size=batch_size, buffer_size=buffer_size, hidden=hidden,
+            actor_hidden=actor_hidden, gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr,
+            alpha_lr=alpha_lr, alpha=alpha, target_entropy=target_entropy,
+        )
+        self.save_hyperparameters()
+        for name in ("model_units", "model_lr", "model_batch_size", "model_grad_clip", "model_iters_per_update", "rollout_horizon"):
+            require_positive(name, locals()[name])
+        require_non_negative("model_blocks", model_blocks)
+        if model_pretrain_iters is None:
+            model_pretrain_iters = init_random_frames
+        require_non_negative("model_pretrain_iters", model_pretrain_iters)
+        self.model_pretrain_iters = model_pretrain_iters
+        require_in_range("real_ratio", real_ratio, 0.0, 1.0)
+        self.n_real = round(batch_size * real_ratio)
+        self.n_starts, leftover = divmod(batch_size - self.n_real, rollout_horizon)
+        if leftover:
+            raise ConfigError(
+                f"batch_size - round(batch_size * real_ratio) = {batch_size - self.n_real} imagined transitions must "
+                f"be a multiple of rollout_horizon ({rollout_horizon}); e.g. batch_size 256, real_ratio 0.25, horizon 3"
+            )
+        if model_pretrain_iters and not init_random_frames:
+            raise ConfigError("model_pretrain_iters > 0 needs init_random_frames > 0 (the model pretrains on them)")
+        try:
+            known_reward = reward_fn(env, self.env_kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"MBSAC rolls out with the task's known reward: {err}") from None
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + 1)
+            self.world_model = DeterministicDynamics(
+                self.spec.observation_dim, self.spec.action_dim, model_units, model_blocks,
+                reward_fn=known_reward, termination_fn=termination_fn(env, self.env_kwargs),
+                weight_decay=model_weight_decay,
+            )
+        # counters of the model-based schedule (checkpointed with the loop counters)
+        self.model_steps = 0
+        self.rollouts = 0
+        self.imagined = 0
+
+    # ----------------------------------------------------------------------------- the policy
+    def policy_input(self, observation: Tensor) -> Tensor:
+        """What the actor and critics see: the model-normalised observation, or the raw one."""
+        if self.hparams.normalize_observations:
+            return self.world_model.state_normalizer(observation)
+        return observation
+
+    def act(self, observation: Tensor, deterministic: bool = False) -> Tensor:
+        return super().act(self.policy_input(observation), deterministic)
+
+    def q_values(self, observation: Tensor, action: Tensor) -> Tensor:
+        return super().q_values(self.policy_input(observation), action)
+
+    # ----------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super().configure_optimizers(), adam(self.world_model.parameters(), lr=self.hparams.model_lr)]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        real = self.collect()
+        self.world_model.update_normalizers(real[keys.OBSERVATION], real[keys.NEXT_OBSERVATION])
+        model_metrics = None
+        if self.frames == self.hparams.init_random_frames:
+            for _ in range(self.model_pretrain_iters):
+                model_metrics = self.model_step()
+        metrics = None
+        if not self.warming_up:
+            for _ in range(self.updates_per_iteration):
+                for _ in range(self.hparams.model_iters_per_update):
+                    model_metrics = self.model_step()
+                metrics = self.update(self.imagined_batch())
+        self.log_iteration(metrics, model_metrics)
+
+    def update(self, batch: TensorDictBase) -> TensorDict:
+        """SAC's update on the batch with the observations the actor and critics see."""
+        if self.hparams.normalize_observations:
+            batch = batch.clone(False)
+            batch.set(keys.OBSERVATION, self.policy_input(batch.get(keys.OBSERVATION)))
+            batch.set(keys.NEXT_OBSERVATION, self.policy_input(batch.get(keys.NEXT_OBSERVATION)))
+        return super().update(batch)
+
+    # ----------------------------------------------------------------------------- the model
+    def model_step(self) -> TensorDict:
+        """One SLBO model step: Adam on the l2 loss of a real minibatch, gradient norm clipped."""
+        data = self.sample(self.hparams.model_batch_size)
+        losses = self.world_model.loss(data[keys.OBSERVATION], data[keys.ACTION], data[keys.NEXT_OBSERVATION])
+        optimizer = self.optimizers()[-1]
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss_l2"] + losses["loss_weight_decay"])
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.model_grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.model_steps += 1
+        return losses.detach()
+
+    def imagined_batch(self) -> TensorDictBase:
+        """``n_real`` real transitions and ``rollout_horizon``-step rollouts of the current stochastic
+        policy from ``n_starts`` other real states, generated fresh for this update. Imagined
+        transitions carry ``terminated = False`` (BOOTS)."""
+        real = self.sample(self.n_real + self.n_starts).select(*keys.TRANSITION_KEYS)
+        start = real[self.n_real :].get(keys.OBSERVATION)
+        rollout = self.world_model.rollout(start, lambda obs: self.act(obs), self.hparams.rollout_horizon)
+        imagined = rollout.select(*keys.TRANSITION_KEYS).reshape(-1)
+        imagined.get(keys.TERMINATED).zero_()
+        self.rollouts += self.n_starts
+        self.imagined += imagined.numel()
+        return td_cat([real[: self.n_real], imagined], 0)
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["loop_counters"].update(model_steps=self.model_steps, rollouts=self.rollouts, imagined=self.imagined)
