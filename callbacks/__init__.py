@@ -1,5 +1,6 @@
-"""Lightning callbacks: thin adapters over the library (evaluation, progress)."""
+"""Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC)."""
 
 from callbacks.evaluation import PolicyEval
+from callbacks.planning import BootsEval, MPCEval
 
-__all__ = ["PolicyEval"]
+__all__ = ["BootsEval", "MPCEval", "PolicyEval"]

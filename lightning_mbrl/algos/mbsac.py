@@ -28,7 +28,7 @@ from torch import Tensor
 
 from lightning_mbrl import keys
 from lightning_mbrl.algos.sac import SAC
-from lightning_mbrl.envs.mujoco_fns import reward_fn, termination_fn
+from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
 from lightning_mbrl.models.slbo import DeterministicDynamics
 from lightning_mbrl.models.utils import adam
@@ -137,6 +137,9 @@ class MBSAC(SAC):
 
     def q_values(self, observation: Tensor, action: Tensor) -> Tensor:
         return super().q_values(self.policy_input(observation), action)
+
+    def policy_dist(self, observation: Tensor) -> tuple[Tensor, Tensor]:
+        return super().policy_dist(self.policy_input(observation))
 
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

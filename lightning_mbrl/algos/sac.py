@@ -102,6 +102,10 @@ class SAC(OffPolicyAlgorithm):
     def q_values(self, observation: Tensor, action: Tensor) -> Tensor:
         return self.critic(observation, action)
 
+    def policy_dist(self, observation: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-tanh mean and log-std of the policy (planners search its noise)."""
+        return self.actor(observation)
+
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams

@@ -79,7 +79,7 @@ def test_actor_and_critics_see_normalised_observations(normalize, in_tmp):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--model.env=Pendulum-v1", "--model.env_kwargs={}"], "MBSAC rolls out with the task's known reward"),
+    (["--model.env=InvertedDoublePendulum-v5", "--model.env_kwargs={}"], "MBSAC rolls out with the task's known reward"),
     (["--model.env_kwargs={}"], "exclude_current_positions_from_observation=False"),
     (["--model.rollout_horizon=5"], "must be a multiple of rollout_horizon (5)"),
     (["--model.real_ratio=2"], "real_ratio must be in"),

@@ -1,0 +1,310 @@
+"""BOOTS and MPC evaluation: thin callbacks over ``lightning_mbrl.planners``.
+
+Every ``every_frames`` real frames they run ``episodes`` episodes of the planner, all stepped
+together, and log ``eval/<name>/return`` (mean), ``eval/<name>/return_std`` and
+``eval/<name>/episode_length`` next to the plain policy's ``eval/return``; ``name`` is ``boots`` or
+``mpc`` unless given (two BootsEval with different ``horizon`` need different names).
+
+What they read from the module (``lightning_mbrl.protocols``): ``q_values`` (min over the twin
+critics) or ``q_all`` (discrete actions), ``policy_dist`` (pre-tanh mean and log-std, for BOOTS over
+the policy's noise and for policy-seeded MPC) and ``make_env``. The model: the module's
+``world_model`` where it has one (MBSAC's SLBO model, MBPO's ensemble with ``model_mode``);
+otherwise the callback fits its own SLBO model on the module's real replay buffer before each
+evaluation (BOOTS-SAC, Dong et al. 2020, Algorithm 1 line 3), with the task's known reward, and logs
+``eval/<name>/own_model_loss``.
+
+They never change training state: everything runs under ``no_grad`` and ``fork_rng`` (the global RNG
+is restored), with the callback's own env, model, optimizer and ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from callbacks.evaluation import EVAL_SEED_OFFSET, run_episodes
+from lightning_mbrl import keys
+from lightning_mbrl.data.collection import ActorPolicy
+from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
+from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
+from lightning_mbrl.models.slbo import DeterministicDynamics
+from lightning_mbrl.models.utils import adam
+from lightning_mbrl.models.world_model import PREDICT_MODES
+from lightning_mbrl.planners import BootsPlanner, MPCPlanner
+from lightning_mbrl.planners.boots import OPTIMIZERS as BOOTS_OPTIMIZERS
+from lightning_mbrl.planners.cem import check_search_args
+from lightning_mbrl.planners.mpc import OPTIMIZERS as MPC_OPTIMIZERS
+
+PLANNER_SEED_OFFSET = 20_000
+
+
+def _check_planner_args(horizon, min_horizon, optimizer, optimizers, n_candidates, n_iters, n_elites, smoothing,
+                        discount) -> None:
+    """The planners' own checks, run when the callback is built rather than at its first evaluation."""
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < min_horizon:
+        raise ConfigError(f"horizon must be an int >= {min_horizon}, got {horizon!r}")
+    if optimizer is not None and optimizer not in optimizers:
+        raise ConfigError(f"optimizer must be one of {optimizers}, got {optimizer!r}")
+    check_search_args(n_candidates, n_iters, n_elites, smoothing)
+    require_in_range("discount", discount, 0.0, 1.0)
+
+
+class OwnModel:
+    """The callback's SLBO model for modules without a world model (BOOTS-SAC, BOOTS-DQN), trained
+    warm-started on the real replay buffer before each evaluation. Discrete actions enter the
+    network one-hot; rewards come from the task's known reward function."""
+
+    def __init__(self, module: pl.LightningModule, units: int, blocks: int, lr: float, batch_size: int) -> None:
+        spec = module.spec
+        env_id, env_kwargs = module.hparams.env, getattr(module, "env_kwargs", {})
+        try:
+            reward = known_reward_fn(env_id, env_kwargs)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{type(module).__name__} has no world model, so the planner fits its own, which needs the task's "
+                f"known reward: {err}"
+            ) from None
+        try:
+            done = known_termination_fn(env_id, env_kwargs)
+        except ConfigError:
+            done = None
+        self.n_actions = spec.num_actions
+        action_dim = spec.num_actions if spec.discrete else spec.action_dim
+        self.model = DeterministicDynamics(spec.observation_dim, action_dim, units, blocks, reward_fn=reward,
+                                           termination_fn=done).to(module.device)
+        self.optimizer = adam(self.model.parameters(), lr=lr)
+        self.batch_size = batch_size
+        self.seen = 0
+
+    def encode(self, action: Tensor) -> Tensor:
+        return F.one_hot(action.long(), self.n_actions).float() if self.n_actions is not None else action
+
+    def fit(self, buffer: Any, steps: int) -> float:
+        """Feed the normalisers the transitions added since the last fit, then ``steps`` Adam steps."""
+        data = buffer[self.seen : len(buffer)]
+        self.seen = len(buffer)
+        self.model.update_normalizers(data[keys.OBSERVATION], data[keys.NEXT_OBSERVATION])
+        loss = torch.zeros(())
+        with torch.enable_grad():
+            for _ in range(steps):
+                batch = buffer.sample(self.batch_size)
+                losses = self.model.loss(batch[keys.OBSERVATION], self.encode(batch[keys.ACTION]),
+                                         batch[keys.NEXT_OBSERVATION])
+                self.optimizer.zero_grad(set_to_none=True)
+                (losses["loss_l2"] + losses["loss_weight_decay"]).backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
+                self.optimizer.step()
+                loss = losses["loss_l2"].detach()
+        return float(loss)
+
+    def step(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        next_obs, _, terminated = self.model.step(obs, self.encode(action))
+        return next_obs, self.model.reward_fn(obs, action, next_obs), terminated
+
+
+class PlannerEval(pl.Callback):
+    """Schedule, episodes, model and logging shared by ``BootsEval`` and ``MPCEval``."""
+
+    default_name = "planner"
+
+    def __init__(
+        self,
+        every_frames: int,
+        episodes: int,
+        max_episode_steps: int | None,
+        name: str | None,
+        model_mode: str,
+        own_model_steps: int,
+        own_model_units: int,
+        own_model_blocks: int,
+    ) -> None:
+        require_non_negative("every_frames", every_frames)
+        require_positive("episodes", episodes)
+        require_positive("own_model_steps", own_model_steps)
+        if max_episode_steps is not None:
+            require_positive("max_episode_steps", max_episode_steps)
+        if model_mode not in PREDICT_MODES:
+            raise ConfigError(f"model_mode must be one of {PREDICT_MODES}, got {model_mode!r}")
+        self.every_frames, self.episodes, self.max_episode_steps = every_frames, episodes, max_episode_steps
+        self.name = name or self.default_name
+        self.model_mode = model_mode
+        self.own_model_args = (own_model_units, own_model_blocks)
+        self.own_model_steps = own_model_steps
+        self.own_model: OwnModel | None = None
+        self.calls = 0
+        self.last_return = float("nan")
+        self._env = None
+        self._next_at = every_frames
+
+    # ------------------------------------------------------------------------------ what the planner sees
+    def make_planner(self, module: pl.LightningModule, dynamics, generator: torch.Generator):
+        raise NotImplementedError
+
+    def dynamics(self, module: pl.LightningModule):
+        world_model = getattr(module, "world_model", None)
+        if world_model is not None:
+            return functools.partial(world_model.step, mode=self.model_mode)
+        return self.own_model.step
+
+    @staticmethod
+    def min_q(module: pl.LightningModule):
+        return lambda obs, action: module.q_values(obs, action).min(dim=0).values
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.every_frames:
+            return
+        if not hasattr(pl_module, "q_values") and not hasattr(pl_module, "q_all"):
+            raise ConfigError(f"{type(self).__name__} needs a module with a Q-function; {type(pl_module).__name__} has none")
+        if getattr(pl_module, "world_model", None) is None and self.own_model is None:
+            self.own_model = OwnModel(pl_module, *self.own_model_args, lr=1e-3, batch_size=64)
+        seed = pl_module.rank_seed + EVAL_SEED_OFFSET
+        self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
+        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self._env is None or pl_module.frames < self._next_at:
+            return
+        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        row = self.evaluate(pl_module)
+        self.calls += 1
+        returns = trainer.strategy.all_gather(row.pop("returns").to(pl_module.device)).flatten()
+        lengths = trainer.strategy.all_gather(row.pop("lengths").to(pl_module.device)).flatten()
+        self.last_return = float(returns.mean())
+        prefix = f"eval/{self.name}"
+        pl_module.log_to_loggers({
+            f"{prefix}/return": self.last_return,
+            f"{prefix}/return_std": float(returns.std(unbiased=False)),
+            f"{prefix}/episode_length": float(lengths.mean()),
+            **{f"{prefix}/{k}": v for k, v in row.items()},
+        })
+
+    def evaluate(self, module: pl.LightningModule) -> dict[str, Any]:
+        """Run the episodes; returns ``returns [E]``, ``lengths [E]`` and diagnostics."""
+        max_steps = self.max_episode_steps or module.spec.max_episode_steps or 1000
+        row: dict[str, Any] = {}
+        with torch.no_grad(), torch.random.fork_rng(devices=[module.device] if module.device.type == "cuda" else []):
+            if self.own_model is not None:
+                row["own_model_loss"] = self.own_model.fit(module.runtime.buffer, self.own_model_steps)
+            generator = torch.Generator(device=module.device)
+            generator.manual_seed(module.rank_seed + PLANNER_SEED_OFFSET + self.calls)
+            planner = self.make_planner(module, self.dynamics(module), generator)
+            planner.reset(self.episodes)
+
+            def act(obs: Tensor) -> Tensor:
+                obs = obs.to(module.device)
+                single = obs.dim() == 1
+                action = planner.act(obs.unsqueeze(0) if single else obs)
+                return (action.squeeze(0) if single else action).cpu()
+
+            row["returns"], row["lengths"] = run_episodes(self._env, ActorPolicy(act), max_steps)
+        return row
+
+
+class BootsEval(PlannerEval):
+    """BOOTS (Dong et al. 2020, Eq. 5): the k-step bootstrapped greedy policy over the learned model
+    and the module's Q. Defaults are the official code's (REFERENCE 2.2) with the paper's k = 4: CEM
+    over the policy's noise, 500 candidates, 5 iterations, 50 elites, smoothing 0.5, no discount.
+    Discrete actions (DQN) use exhaustive search over all ``|A|^k`` sequences.
+
+    ``optimizer``: ``cem_noise`` | ``cem_action`` | ``shooting`` | ``exhaustive`` (``None``: the
+    paper's choice for the action space). See ``lightning_mbrl.planners.boots``.
+    """
+
+    default_name = "boots"
+
+    def __init__(
+        self,
+        every_frames: int = 10_000,
+        episodes: int = 10,
+        max_episode_steps: int | None = None,
+        horizon: int = 4,
+        optimizer: str | None = None,
+        n_candidates: int = 500,
+        n_iters: int = 5,
+        n_elites: int = 50,
+        smoothing: float = 0.5,
+        discount: float = 1.0,
+        name: str | None = None,
+        model_mode: str = "mean",
+        own_model_steps: int = 2_000,
+        own_model_units: int = 200,
+        own_model_blocks: int = 2,
+    ) -> None:
+        super().__init__(every_frames, episodes, max_episode_steps, name, model_mode, own_model_steps,
+                         own_model_units, own_model_blocks)
+        self.planner_args = dict(horizon=horizon, optimizer=optimizer, n_candidates=n_candidates, n_iters=n_iters,
+                                 n_elites=n_elites, smoothing=smoothing, discount=discount)
+        _check_planner_args(horizon, 0, optimizer, BOOTS_OPTIMIZERS, n_candidates, n_iters, n_elites, smoothing, discount)
+
+    def make_planner(self, module: pl.LightningModule, dynamics, generator: torch.Generator) -> BootsPlanner:
+        spec, args = module.spec, dict(self.planner_args)
+        if spec.discrete:
+            args["optimizer"] = args["optimizer"] or "exhaustive"
+            return BootsPlanner(dynamics, module.q_all, horizon=args.pop("horizon"), n_actions=spec.num_actions,
+                                generator=generator, **args)
+        args["optimizer"] = args["optimizer"] or "cem_noise"
+        return BootsPlanner(dynamics, self.min_q(module), module.policy_dist, action_dim=spec.action_dim,
+                            generator=generator, **args)
+
+
+class MPCEval(PlannerEval):
+    """Test-time MPC (Clavera et al. 2020, Section 5.4): CEM over pre-tanh actions seeded by the
+    policy's means along a model rollout, terminal value ``gamma^H min_j Q_j``; defaults are the
+    official code's (REFERENCE 5.2): 256 candidates, horizon 5, 5 iterations, 25 elites, smoothing 0.1,
+    gamma 0.99, the ensemble sampled (``model_mode: sample``) and the prior rollout deterministic.
+    ``use_policy: false`` gives plain MPC (CEM or ``optimizer: mppi`` over actions, no Q).
+    """
+
+    default_name = "mpc"
+
+    def __init__(
+        self,
+        every_frames: int = 10_000,
+        episodes: int = 10,
+        max_episode_steps: int | None = None,
+        horizon: int = 5,
+        optimizer: str = "cem",
+        n_candidates: int = 256,
+        n_iters: int = 5,
+        n_elites: int = 25,
+        smoothing: float = 0.1,
+        discount: float = 0.99,
+        use_policy: bool = True,
+        name: str | None = None,
+        model_mode: str = "sample",
+        own_model_steps: int = 2_000,
+        own_model_units: int = 200,
+        own_model_blocks: int = 2,
+    ) -> None:
+        super().__init__(every_frames, episodes, max_episode_steps, name, model_mode, own_model_steps,
+                         own_model_units, own_model_blocks)
+        self.use_policy = use_policy
+        self.planner_args = dict(horizon=horizon, optimizer=optimizer, n_candidates=n_candidates, n_iters=n_iters,
+                                 n_elites=n_elites, smoothing=smoothing, discount=discount)
+        _check_planner_args(horizon, 1, optimizer, MPC_OPTIMIZERS, n_candidates, n_iters, n_elites, smoothing, discount)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.spec.discrete:
+            raise ConfigError("MPCEval searches continuous actions; use BootsEval (exhaustive search) for discrete ones")
+        super().on_fit_start(trainer, pl_module)
+
+    def make_planner(self, module: pl.LightningModule, dynamics, generator: torch.Generator) -> MPCPlanner:
+        init_dynamics = None
+        world_model = getattr(module, "world_model", None)
+        if world_model is not None:
+            init_dynamics = functools.partial(world_model.step, mode="mean")
+        policy = module.policy_dist if self.use_policy else None
+        q_fn = self.min_q(module) if self.use_policy else None
+        return MPCPlanner(dynamics, q_fn, policy, action_dim=module.spec.action_dim, generator=generator,
+                          init_dynamics=init_dynamics, **self.planner_args)

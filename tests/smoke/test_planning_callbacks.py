@@ -1,0 +1,127 @@
+"""T1 smoke for the BOOTS and MPC evaluation callbacks: they run inside tiny fits of SAC (own model)
+and MBSAC (the module's model), log their keys beside the policy's, are swappable from the command
+line and YAML, never change training state, and reject bad arguments naming the field."""
+
+import hashlib
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from callbacks import BootsEval, MPCEval
+from lightning_mbrl.errors import ConfigError
+from tests.smoke.test_recipes import fit, metrics_rows
+
+SMALL_BOOTS = ["--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.every_frames=100",
+               "--trainer.callbacks.episodes=2", "--trainer.callbacks.n_candidates=16",
+               "--trainer.callbacks.n_elites=4", "--trainer.callbacks.n_iters=2",
+               "--trainer.callbacks.own_model_steps=20"]
+SMALL_MPC = ["--trainer.callbacks+=callbacks.MPCEval", "--trainer.callbacks.every_frames=100",
+             "--trainer.callbacks.episodes=2", "--trainer.callbacks.n_candidates=16",
+             "--trainer.callbacks.n_elites=4", "--trainer.callbacks.n_iters=2",
+             "--trainer.callbacks.own_model_steps=20"]
+POSITIONS = "--model.env_kwargs={exclude_current_positions_from_observation: false}"
+
+
+def planner_callbacks(cli):
+    return [c for c in cli.trainer.callbacks if isinstance(c, (BootsEval, MPCEval))]
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    ("mbsac_halfcheetah", []),
+    ("sac_halfcheetah", [POSITIONS]),  # BOOTS-SAC: the callbacks fit their own model
+])
+def test_boots_and_mpc_log_beside_the_policy(recipe, extra, in_tmp):
+    cli = fit(recipe, *extra, *SMALL_BOOTS, *SMALL_MPC)
+    boots, mpc = planner_callbacks(cli)
+    assert (boots.calls, mpc.calls) == (2, 2)
+    assert (boots.own_model is None, mpc.own_model is None) == ((True, True) if recipe.startswith("mbsac") else (False, False))
+    rows = metrics_rows(cli)
+    for key in ("eval/return", "eval/boots/return", "eval/boots/return_std", "eval/boots/episode_length",
+                "eval/mpc/return", "eval/mpc/episode_length"):
+        assert [int(float(r["step"])) for r in rows if r.get(key)] == [100, 200], key
+    if recipe.startswith("sac"):
+        assert any(r.get("eval/boots/own_model_loss") for r in rows)
+
+
+def state_hash(module: pl.LightningModule, trainer: pl.Trainer) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(module.named_parameters()):
+        h.update(name.encode() + p.detach().cpu().numpy().tobytes())
+    for name, b in sorted(module.named_buffers()):
+        h.update(name.encode() + b.detach().cpu().numpy().tobytes())
+    for opt in trainer.optimizers:
+        for state in opt.state.values():
+            for value in state.values():
+                h.update(value.detach().cpu().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
+    h.update(repr((len(module.runtime.buffer), module.frames, module.updates)).encode())
+    h.update(torch.get_rng_state().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("algo", ["mbsac", "sac"])
+def test_planner_callbacks_never_change_training_state(algo, in_tmp):
+    from lightning_mbrl.algos.mbsac import MBSAC
+    from lightning_mbrl.algos.sac import SAC
+
+    hashes = {}
+    cls = MBSAC if algo == "mbsac" else SAC
+    kwargs = {"model_pretrain_iters": 10} if algo == "mbsac" else {}
+    boots = BootsEval(every_frames=0, episodes=2, n_candidates=8, n_elites=2, n_iters=2, own_model_steps=10)
+    mpc = MPCEval(every_frames=0, episodes=2, n_candidates=8, n_elites=2, n_iters=2, own_model_steps=10)
+
+    class Probe(pl.Callback):
+        def on_train_end(self, trainer, module):
+            for cb in (boots, mpc):
+                cb.every_frames = 1  # build env (and own model) now, as on_fit_start would
+                cb.on_fit_start(trainer, module)
+            before = state_hash(module, trainer)
+            for cb in (boots, mpc):
+                row = cb.evaluate(module)
+                hashes[type(cb).__name__] = row["returns"].shape
+            hashes["unchanged"] = before == state_hash(module, trainer)
+
+    model = cls("HalfCheetah-v5", env_kwargs={"exclude_current_positions_from_observation": False}, max_frames=60,
+                init_random_frames=50, batch_size=16, hidden=(8, 8), max_episode_steps=10, **kwargs)
+    pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               callbacks=[boots, mpc, Probe()]).fit(model)
+    assert hashes == {"BootsEval": torch.Size([2]), "MPCEval": torch.Size([2]), "unchanged": True}
+
+
+def test_ablation_overlay_from_yaml(in_tmp):
+    overlay = in_tmp / "boots_k.yaml"
+    overlay.write_text(
+        "trainer:\n  callbacks:\n"
+        + "".join(
+            f"    - class_path: callbacks.BootsEval\n      init_args: {{every_frames: 200, episodes: 1, horizon: {k}, "
+            f"n_candidates: 8, n_elites: 2, n_iters: 1, name: boots_k{k}}}\n"
+            for k in (1, 2)
+        )
+    )
+    cli = fit("mbsac_halfcheetah", "--config", str(overlay))
+    assert [(c.name, c.planner_args["horizon"], c.calls) for c in planner_callbacks(cli)] == [
+        ("boots_k1", 1, 1), ("boots_k2", 2, 1)]
+    rows = metrics_rows(cli)
+    assert any(r.get("eval/boots_k1/return") for r in rows) and any(r.get("eval/boots_k2/return") for r in rows)
+
+
+@pytest.mark.parametrize("cls, kwargs, field", [
+    (BootsEval, {"horizon": -1}, "horizon must be an int >= 0"),
+    (BootsEval, {"optimizer": "adam"}, "optimizer must be one of"),
+    (BootsEval, {"n_elites": 600}, "n_elites must be <= n_candidates"),
+    (BootsEval, {"episodes": 0}, "episodes must be a positive number"),
+    (BootsEval, {"model_mode": "median"}, "model_mode must be one of"),
+    (MPCEval, {"horizon": 0}, "horizon must be an int >= 1"),
+    (MPCEval, {"optimizer": "cem_noise"}, "optimizer must be one of"),
+    (MPCEval, {"discount": 1.5}, "discount must be in"),
+])
+def test_bad_arguments_name_the_field(cls, kwargs, field):
+    with pytest.raises(ConfigError, match=field.replace("(", r"\(")):
+        cls(**kwargs)
+
+
+def test_sac_without_known_reward_gets_a_clear_error(capsys, in_tmp):
+    with pytest.raises(SystemExit) as exc:
+        fit("sac_pendulum", "--model.env=InvertedDoublePendulum-v5", *SMALL_BOOTS)
+    assert exc.value.code == 2
+    assert "has no world model, so the planner fits its own" in capsys.readouterr().err
