@@ -1,5 +1,6 @@
 """Environments: the ``make_env`` factory and (later) torch-native custom MDPs."""
 
+from lightning_mbrl.envs import pwl_env  # noqa: F401  registers the "pwl/" ids (paper 000's 1-D MDPs)
 from lightning_mbrl.envs.factory import (
     GYM_IDS,
     EnvSpec,
