@@ -1,6 +1,7 @@
 """Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC)."""
 
 from callbacks.evaluation import PolicyEval
+from callbacks.optimal import OptimalReturn
 from callbacks.planning import BootsEval, MPCEval
 
-__all__ = ["BootsEval", "MPCEval", "PolicyEval"]
+__all__ = ["BootsEval", "MPCEval", "OptimalReturn", "PolicyEval"]

@@ -18,7 +18,14 @@ class Policy(Protocol):
 @runtime_checkable
 class QFunction(Protocol):
     def q_values(self, observation: Tensor, action: Tensor) -> Tensor:
-        """``[B, obs_dim], [B, A] -> [n_critics, B]``."""
+        """``[B, obs_dim], [B, A] -> [n_critics, B]`` (discrete actions: ``long [B]``)."""
+        ...
+
+
+@runtime_checkable
+class DiscreteQFunction(Protocol):
+    def q_all(self, observation: Tensor) -> Tensor:
+        """``[*B, obs_dim] -> [*B, n_actions]``: the Q-value of every discrete action."""
         ...
 
 

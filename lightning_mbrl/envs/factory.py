@@ -73,7 +73,8 @@ def register_env(name: str, builder: Callable[..., EnvBase]) -> None:
     """Register a custom env id (``"maze"``) or prefix (``"pwl/"``, the builder gets the full id).
 
     ``builder(env_id, *, device, max_episode_steps, **kwargs)`` returns a batch-less TorchRL env;
-    the factory adds the standard transforms and batching.
+    the factory adds the standard transforms and batching. An env with an ``episode_steps``
+    attribute reports it as its time limit (``env_spec(...).max_episode_steps``).
     """
     table = _CUSTOM_PREFIXES if name.endswith("/") else _CUSTOM_IDS
     table[name] = builder
@@ -167,6 +168,8 @@ def _spec_cached(env_id: str, kwargs_json: str) -> EnvSpec:
         inner = getattr(env.base_env, "_env", None)
         if inner is not None and inner.spec is not None:
             max_steps = inner.spec.max_episode_steps
+        if getattr(env.base_env, "episode_steps", None) is not None:  # a custom env's own time limit
+            max_steps = env.base_env.episode_steps
         if kwargs.get("max_episode_steps") is not None:
             max_steps = kwargs["max_episode_steps"]
         return EnvSpec(

@@ -204,3 +204,17 @@ def _optimal_return(env_id: str, steps: int, reward: str) -> float:
 
 
 register_env(PREFIX, build_pwl_env)
+
+
+def reward_fn(env_id: str, env_kwargs: dict[str, Any] | None = None):
+    """The known reward of a ``pwl/...`` env as ``r(obs [*B, 1], action long [*B], next_obs) -> [*B]``
+    (``r(s, a)`` of the MDP, evaluated in float64 like the env), for planners' own models."""
+    mdp, _, _ = _parse(env_id, dict(env_kwargs or {}))
+    tables = _tables(mdp.rewards, torch.device("cpu"))
+
+    def reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        on_device = tuple(t.to(obs.device) for t in tables)
+        r = _evaluate(on_device, action.long().reshape(obs.shape[:-1]), obs.to(torch.float64))
+        return r.squeeze(-1).to(obs.dtype)
+
+    return reward

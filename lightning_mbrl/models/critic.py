@@ -1,4 +1,5 @@
-"""Ensembles of Q-functions computed as one batched network. No Lightning imports."""
+"""Q-functions: ensembles of ``Q(s, a)`` computed as one batched network (continuous actions), and
+one network giving ``Q(s, .)`` for every discrete action. No Lightning imports."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_mbrl.models.mlp import BatchedMLP
+from lightning_mbrl.models.mlp import BatchedMLP, mlp
 
 
 class EnsembleQ(nn.Module):
@@ -31,3 +32,25 @@ class EnsembleQ(nn.Module):
 
     def forward(self, observation: Tensor, action: Tensor) -> Tensor:
         return self.net(torch.cat([observation, action], dim=-1)).squeeze(-1)
+
+
+class DiscreteQ(nn.Module):
+    """``Q(s, .)`` for all ``n_actions`` discrete actions at once (the DQN network of Mnih et al.
+    2015, an MLP here): ``observation_dim -> hidden[0] -> ... -> n_actions``, any depth.
+
+    ``forward(observation [*B, observation_dim]) -> [*B, n_actions]``.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        n_actions: int,
+        hidden: Sequence[int] = (64, 64),
+        act: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.n_actions = n_actions
+        self.net = mlp(observation_dim, hidden, n_actions, act)
+
+    def forward(self, observation: Tensor) -> Tensor:
+        return self.net(observation)

@@ -25,6 +25,7 @@ def curve(rows: list[dict], key: str) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_boots_improves_a_small_sac_on_pendulum(in_tmp):
     policy, boots = [], []
     for seed in range(3):

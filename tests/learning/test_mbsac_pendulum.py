@@ -19,6 +19,7 @@ THRESHOLD = -250.0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mbsac_pendulum_reaches_threshold(seed, in_tmp):
     cli = recipe.main([

@@ -22,3 +22,19 @@ def test_mujoco_ids_dispatch_and_unknown_ids_raise():
     assert termination_fn("HalfCheetah-v5") is not None
     with pytest.raises(ConfigError, match="CartPole-v1"):
         reward_fn("CartPole-v1")
+
+
+def test_pwl_reward_matches_the_env_and_never_terminates():
+    env = make_env("pwl/semi-rand-3", seed=1)
+    td = env.rollout(10)
+    fn = reward_fn("pwl/semi-rand-3")
+    torch.testing.assert_close(fn(td[keys.OBSERVATION], td[keys.ACTION], td[keys.NEXT_OBSERVATION]),
+                               td[keys.REWARD].squeeze(-1), atol=1e-6, rtol=1e-6)
+    assert not termination_fn("pwl/def41-H4")(td[keys.OBSERVATION], td[keys.ACTION], td[keys.NEXT_OBSERVATION]).any()
+
+
+def test_custom_env_time_limit_reaches_the_spec():
+    from lightning_mbrl.envs import env_spec
+
+    assert env_spec("pwl/rand-0").max_episode_steps == 10
+    assert env_spec("pwl/def41-H4").max_episode_steps == 8

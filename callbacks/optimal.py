@@ -1,0 +1,37 @@
+"""The exact optimal return logged beside the evaluated ones, for tasks with an exact solver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+
+from lightning_mbrl.envs.pwl_env import PREFIX, optimal_return
+from lightning_mbrl.errors import ConfigError, require_non_negative
+
+
+class OptimalReturn(pl.Callback):
+    """Every ``every_frames`` real frames, log ``eval/optimal_return``: the best expected episode return
+    of the task, computed exactly (the 1-D piecewise-linear MDPs, ``pwl/...``), so that the gap of
+    ``eval/return`` and ``eval/boots*/return`` to the optimum is visible on the same plot."""
+
+    def __init__(self, every_frames: int = 1_000) -> None:
+        require_non_negative("every_frames", every_frames)
+        self.every_frames = every_frames
+        self.value = float("nan")
+        self._next_at = every_frames
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        env = pl_module.hparams.env
+        if not env.startswith(PREFIX):
+            raise ConfigError(f"OptimalReturn needs a task with an exact solver ({PREFIX}... ids), got {env!r}")
+        self.value = optimal_return(env, max_episode_steps=pl_module.hparams.max_episode_steps,
+                                    **pl_module.env_kwargs)
+        if self.every_frames:
+            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if not self.every_frames or pl_module.frames < self._next_at:
+            return
+        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        pl_module.log_to_loggers({"eval/optimal_return": self.value})
