@@ -102,9 +102,15 @@ class OwnModel:
                 loss = losses["loss_l2"].detach()
         return float(loss)
 
+    @torch.no_grad()
     def step(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        next_obs, _, terminated = self.model.step(obs, self.encode(action))
-        return next_obs, self.model.reward_fn(obs, action, next_obs), terminated
+        """The planners' dynamics: the network on the encoded action, the known functions on the
+        action as the env takes it (an integer for discrete tasks)."""
+        next_obs = self.model(obs, self.encode(action))
+        reward = self.model.reward_fn(obs, action, next_obs)
+        if self.model.termination_fn is None:
+            return next_obs, reward, torch.zeros(obs.shape[:-1], dtype=torch.bool, device=obs.device)
+        return next_obs, reward, self.model.termination_fn(obs, action, next_obs).reshape(obs.shape[:-1]).bool()
 
 
 class PlannerEval(pl.Callback):

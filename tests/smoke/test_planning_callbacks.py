@@ -125,3 +125,27 @@ def test_sac_without_known_reward_gets_a_clear_error(capsys, in_tmp):
         fit("sac_pendulum", "--model.env=InvertedDoublePendulum-v5", *SMALL_BOOTS)
     assert exc.value.code == 2
     assert "has no world model, so the planner fits its own" in capsys.readouterr().err
+
+
+def test_boots_dqn_on_a_piecewise_linear_mdp(in_tmp):
+    """Discrete actions: exhaustive BOOTS over DQN's q_all with the callback's own model (one-hot
+    actions in, the MDP's known reward), next to the exact optimal return."""
+    cli = fit("dqn_pwl", "--trainer.callbacks=[]",
+              "--trainer.callbacks+=callbacks.OptimalReturn", "--trainer.callbacks.every_frames=200",
+              "--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.every_frames=200",
+              "--trainer.callbacks.episodes=4", "--trainer.callbacks.horizon=2",
+              "--trainer.callbacks.own_model_steps=20")
+    (boots,) = planner_callbacks(cli)
+    assert boots.calls == 1 and boots.planner_args["optimizer"] is None  # exhaustive chosen for discrete
+    rows = metrics_rows(cli)
+    (optimal,) = [float(r["eval/optimal_return"]) for r in rows if r.get("eval/optimal_return")]
+    (ret,) = [float(r["eval/boots/return"]) for r in rows if r.get("eval/boots/return")]
+    assert 6.6 < optimal < 6.7  # pwl/semi-rand-0, exact (lightning_mbrl.envs.pwl_env.optimal_return)
+    assert 0 < ret <= 10  # ten rewards r(s, a) = s in [0, 1)
+
+
+def test_mpc_rejects_discrete_actions(capsys, in_tmp):
+    with pytest.raises(SystemExit) as exc:
+        fit("dqn_pwl", "--trainer.callbacks=[]", *SMALL_MPC)
+    assert exc.value.code == 2
+    assert "MPCEval searches continuous actions" in capsys.readouterr().err
