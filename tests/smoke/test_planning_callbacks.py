@@ -30,12 +30,14 @@ def planner_callbacks(cli):
 @pytest.mark.parametrize("recipe, extra", [
     ("mbsac_halfcheetah", []),
     ("sac_halfcheetah", [POSITIONS]),  # BOOTS-SAC: the callbacks fit their own model
+    ("mbpo_invertedpendulum", ["--model.rollout_batch_size=500", "--model.max_model_epochs=2"]),  # the ensemble
 ])
 def test_boots_and_mpc_log_beside_the_policy(recipe, extra, in_tmp):
     cli = fit(recipe, *extra, *SMALL_BOOTS, *SMALL_MPC)
     boots, mpc = planner_callbacks(cli)
     assert (boots.calls, mpc.calls) == (2, 2)
-    assert (boots.own_model is None, mpc.own_model is None) == ((True, True) if recipe.startswith("mbsac") else (False, False))
+    own = recipe.startswith("sac")
+    assert (boots.own_model is not None, mpc.own_model is not None) == (own, own)
     rows = metrics_rows(cli)
     for key in ("eval/return", "eval/boots/return", "eval/boots/return_std", "eval/boots/episode_length",
                 "eval/mpc/return", "eval/mpc/episode_length"):
