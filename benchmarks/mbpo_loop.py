@@ -1,6 +1,6 @@
 """Whole-loop speed of MBPO on HalfCheetah-v5 with the MBPO code's hyperparameters (REFERENCE 1.2-1.4).
 
-    python -m benchmarks.mbpo_loop          # ~8 min on 2 cores; writes benchmarks/results/mbpo_loop.json
+    python -m benchmarks.mbpo_loop [--threads 1]   # ~15 min; writes benchmarks/results/mbpo_loop.json
 
 The run: ``prefill`` uniform random frames, ``settle`` policy frames (the first model fits start from
 scratch and take many more epochs than later, warm-started ones), then a measured window of
@@ -27,6 +27,7 @@ import time
 from collections import defaultdict
 
 import pytorch_lightning as pl
+import torch
 
 from benchmarks.common import write
 from callbacks.evaluation import PolicyEval
@@ -124,7 +125,10 @@ def main() -> None:
     parser.add_argument("--settle", type=int, default=250)
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--alone-updates", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = args.prefill + args.settle
     end = start + args.window
     model = MBPO("HalfCheetah-v5", max_frames=end, init_random_frames=args.prefill, updates_per_frame=40)
