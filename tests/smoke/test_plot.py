@@ -1,0 +1,56 @@
+"""T1 smoke for ``python -m lightning_mbrl.plot``: numbers against a hand computation, a valid PNG from
+a real tiny run, and a clear error for a folder that is not a run."""
+
+import math
+import pathlib
+
+import pytest
+
+from lightning_mbrl import plot
+from tests.smoke.test_recipes import fit
+
+HEADER = "epoch,eval/return,eval/boots/return,eval/optimal_return,step\n"
+
+
+def fake_run(root: pathlib.Path, version: int, rows: list[str]) -> pathlib.Path:
+    run = root / "runs" / "dqn_pwl" / f"version_{version}"
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text(HEADER + "".join(rows))
+    return run
+
+
+def test_means_intervals_and_table_match_a_hand_computation(in_tmp):
+    runs = [
+        fake_run(in_tmp, 0, ["0,1.0,,,100\n", "0,,2.0,,100\n", "0,3.0,4.0,6.5,200\n"]),
+        fake_run(in_tmp, 1, ["0,2.0,,,100\n", "0,5.0,6.0,6.5,200\n", "0,9.0,,,300\n"]),
+        fake_run(in_tmp, 2, ["0,3.0,,,100\n", "0,4.0,5.0,6.5,200\n"]),
+    ]
+    lines = plot.summarize(runs)
+    policy = lines[("dqn_pwl", "policy")]
+    assert [p[0] for p in policy] == [100, 200]  # 300 is not evaluated by every seed
+    # frames 200: values 3, 5, 4 -> mean 4, sd 1, 95% half-width t(2) * 1 / sqrt(3)
+    assert policy[1][1] == pytest.approx(4.0)
+    assert policy[1][2] == pytest.approx(4.303 / math.sqrt(3))
+    assert lines[("dqn_pwl", "boots")][0] == (200, pytest.approx(5.0), pytest.approx(4.303 / math.sqrt(3)), 3)
+    assert lines[("dqn_pwl", "optimal")] == [(200, 6.5, 0.0, 3)]
+    assert plot.main([*map(str, runs), "--out", str(in_tmp / "out")]) == 0
+    table = (in_tmp / "out" / "final_returns.md").read_text()
+    assert "| dqn_pwl | policy | 200 | 4.00 | 2.48 | 3 |" in table
+
+
+def test_renders_a_valid_png_from_a_tiny_run(in_tmp):
+    import matplotlib.image
+
+    cli = fit("sac_pendulum")
+    run = pathlib.Path(cli.trainer.loggers[0].log_dir)
+    assert plot.main([str(run), "--out", str(in_tmp / "plots"), "--title", "tiny"]) == 0
+    png = in_tmp / "plots" / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert "| sac_pendulum | policy | 200 |" in (in_tmp / "plots" / "final_returns.md").read_text()
+
+
+def test_a_folder_without_metrics_is_a_clear_error(in_tmp, capsys):
+    assert plot.main([str(in_tmp)]) == 2
+    assert "no metrics.csv" in capsys.readouterr().err
