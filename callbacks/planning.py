@@ -163,6 +163,12 @@ class PlannerEval(pl.Callback):
 
     # ------------------------------------------------------------------------------ lifecycle
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        clash = [c for c in trainer.callbacks if isinstance(c, PlannerEval) and c is not self and c.name == self.name]
+        if clash:
+            raise ConfigError(
+                f"two evaluation callbacks log under eval/{self.name}/: give one another name "
+                f"(e.g. --trainer.callbacks.name {self.name}_k{self.planner_args['horizon']})"
+            )
         if not self.every_frames:
             return
         if not hasattr(pl_module, "q_values") and not hasattr(pl_module, "q_all"):

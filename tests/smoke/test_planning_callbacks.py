@@ -151,3 +151,11 @@ def test_mpc_rejects_discrete_actions(capsys, in_tmp):
         fit("dqn_pwl", "--trainer.callbacks=[]", *SMALL_MPC)
     assert exc.value.code == 2
     assert "MPCEval searches continuous actions" in capsys.readouterr().err
+
+
+def test_two_planners_with_one_name_are_refused(capsys, in_tmp):
+    """mbsac_humanoid already has a BootsEval named 'boots': adding another needs another name."""
+    with pytest.raises(SystemExit) as exc:
+        fit("mbsac_humanoid", "--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.horizon=8")
+    assert exc.value.code == 2
+    assert "two evaluation callbacks log under eval/boots/" in capsys.readouterr().err
