@@ -1,7 +1,8 @@
-"""Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC)."""
+"""Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC; checkpoints)."""
 
+from callbacks.checkpoint import FrameCheckpoint
 from callbacks.evaluation import PolicyEval
 from callbacks.optimal import OptimalReturn
 from callbacks.planning import BootsEval, MPCEval
 
-__all__ = ["BootsEval", "MPCEval", "OptimalReturn", "PolicyEval"]
+__all__ = ["BootsEval", "FrameCheckpoint", "MPCEval", "OptimalReturn", "PolicyEval"]

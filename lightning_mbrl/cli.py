@@ -53,6 +53,19 @@ class MBRLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PolicyEval, "eval")
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads ``--ckpt_path`` first thing; a truncated or corrupted file becomes a one-line
+        error (checkpoints written by ``callbacks.FrameCheckpoint`` are atomic, so the earlier ones in
+        that folder are intact)."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:  # noqa: BLE001 -- any failure to read means "not a checkpoint"
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise ConfigError(
+                f"ckpt_path {path!r} is not a readable checkpoint (torch.load raised {type(err).__name__}); "
+                f"resume from an earlier one in {str(Path(path).parent)!r}"
+            ) from None
+
     def before_instantiate_classes(self) -> None:
         """Give the default CSV and TensorBoard loggers one shared ``runs/<recipe>/version_N``."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config

@@ -1,0 +1,54 @@
+"""T1 smoke for FrameCheckpoint: the schedule in env frames, atomic writes (an interrupted write
+leaves the previous checkpoint intact), and a clear error for a truncated checkpoint."""
+
+import pytest
+import torch
+
+from callbacks import FrameCheckpoint
+from tests.smoke.test_recipes import fit
+
+CKPT = ["--trainer.callbacks+=callbacks.FrameCheckpoint", "--trainer.callbacks.every_frames=50",
+        "--trainer.callbacks.keep=2", "--eval.every_frames=0"]
+
+
+def checkpoint_callback(cli) -> FrameCheckpoint:
+    (cb,) = [c for c in cli.trainer.callbacks if isinstance(c, FrameCheckpoint)]
+    return cb
+
+
+def test_checkpoints_every_n_frames_keep_the_newest_and_last(in_tmp):
+    cli = fit("sac_pendulum", *CKPT)
+    folder = checkpoint_callback(cli).directory(cli.trainer)
+    assert sorted(p.name for p in folder.iterdir()) == ["frames=150.ckpt", "frames=200.ckpt", "last.ckpt"]
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert last["loop_counters"]["frames"] == 200
+    assert torch.load(folder / "frames=150.ckpt", weights_only=False)["loop_counters"]["frames"] == 150
+
+
+def test_an_interrupted_write_leaves_the_previous_checkpoint_intact(in_tmp, monkeypatch):
+    cli = fit("sac_pendulum", *CKPT)
+    cb = checkpoint_callback(cli)
+    last = cb.directory(cli.trainer) / "last.ckpt"
+    good = last.read_bytes()
+
+    def crash(path, *args, **kwargs):  # half a file, then the process dies
+        path.write_bytes(good[: len(good) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.trainer, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cb.save(cli.trainer, cli.model, "frames=250.ckpt")
+    assert last.read_bytes() == good
+    assert not (last.parent / "frames=250.ckpt").exists()
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(in_tmp, capsys):
+    cli = fit("sac_pendulum", *CKPT)
+    last = checkpoint_callback(cli).directory(cli.trainer) / "last.ckpt"
+    broken = last.with_name("broken.ckpt")
+    broken.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(SystemExit) as exc:
+        fit("sac_pendulum", f"--ckpt_path={broken}")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not a readable checkpoint" in err and "broken.ckpt" in err
