@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
-from tensordict import TensorDictBase
+import torch
+from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
@@ -114,6 +115,7 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         self.iterations = 0
         self.last_episode_return = float("nan")
         self.runtime: Runtime | None = None
+        self._replay_to_restore: dict | None = None  # set by on_load_checkpoint, used by on_fit_start
 
     # ----------------------------------------------------------------------------- the policy
     @abc.abstractmethod
@@ -164,6 +166,11 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             track_traj_ids=False,
             trust_policy=True,
         )
+        restored = self._replay_to_restore
+        if restored is not None:  # resuming: refill the real replay, oldest first
+            data = TensorDict.from_dict(restored, auto_batch_size=True, batch_dims=1)
+            buffer.extend(data.to(self.device))
+            self._replay_to_restore = None
         self.runtime = Runtime(env, buffer, collector, iter(collector), frames_at_start=self.frames)
 
     def on_fit_end(self) -> None:
@@ -222,11 +229,23 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
 
     # ----------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Loop counters, and (during a fit) the filled part of this rank's real replay buffer, oldest
+        transition first, as plain tensors (so LightningCLI's ``weights_only`` load accepts it): its size
+        is proportional to the data, not to the buffer's capacity."""
         checkpoint["loop_counters"] = {
             "frames": self.frames, "episodes": self.episodes, "updates": self.updates,
             "iterations": self.iterations, "last_episode_return": self.last_episode_return,
         }
+        if self.runtime is not None and len(self.runtime.buffer):
+            buffer = self.runtime.buffer
+            n = len(buffer)
+            cursor = buffer.write_count % buffer.storage.max_size  # next slot to overwrite = the oldest
+            data = buffer.storage[:n]
+            if cursor < n:
+                data = torch.cat([data[cursor:], data[:cursor]])
+            checkpoint["real_replay"] = data.exclude("index", "collector").to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name, value in checkpoint.get("loop_counters", {}).items():
             setattr(self, name, value)
+        self._replay_to_restore = checkpoint.get("real_replay")

@@ -52,3 +52,35 @@ def test_a_truncated_checkpoint_is_a_clear_error(in_tmp, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "is not a readable checkpoint" in err and "broken.ckpt" in err
+
+
+def test_checkpoint_holds_the_filled_replay_oldest_first_and_restores_it(in_tmp):
+    from lightning_mbrl import keys
+
+    cli = fit("sac_pendulum", *CKPT)
+    last = checkpoint_callback(cli).directory(cli.trainer) / "last.ckpt"
+    saved = torch.load(last, weights_only=True)  # plain tensors: LightningCLI's own load accepts them
+    obs = saved["real_replay"][keys.OBSERVATION]
+    assert obs.shape == (200, 3)  # the 200 frames collected, not the buffer's capacity of 1000
+    # oldest first: consecutive transitions chain within an episode
+    nxt = saved["real_replay"]["next"][keys.OBSERVATION]
+    torch.testing.assert_close(obs[1:50], nxt[:49])
+
+    # the restore path: a module given the checkpoint refills its real replay when a fit starts
+    import pytorch_lightning as pl
+
+    from lightning_mbrl.algos.sac import SAC
+
+    seen = {}
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, module, *args):
+            seen.setdefault("buffer_at_start", len(module.runtime.buffer))
+
+    module = SAC("Pendulum-v1", max_frames=260, init_random_frames=100, batch_size=32, buffer_size=1000,
+                 hidden=(32, 32))
+    module.on_load_checkpoint(torch.load(last, weights_only=False))
+    pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               callbacks=[Probe()]).fit(module)
+    assert seen["buffer_at_start"] == 200
+    assert module.frames == 260 and module.runtime is None
