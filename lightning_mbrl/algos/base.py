@@ -246,6 +246,7 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             checkpoint["real_replay"] = data.exclude("index", "collector").to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the counters and (at the next ``on_fit_start``) the real replay."""
         for name, value in checkpoint.get("loop_counters", {}).items():
             setattr(self, name, value)
         self._replay_to_restore = checkpoint.get("real_replay")

@@ -84,3 +84,15 @@ def test_checkpoint_holds_the_filled_replay_oldest_first_and_restores_it(in_tmp)
                callbacks=[Probe()]).fit(module)
     assert seen["buffer_at_start"] == 200
     assert module.frames == 260 and module.runtime is None
+
+
+def test_fit_with_ckpt_path_continues_the_run(in_tmp):
+    """Resume from the frames=150 checkpoint of a 200-frame run (LightningCLI takes the run's
+    hyperparameters from the checkpoint): the remaining 50 frames and 50 updates follow."""
+    cli = fit("sac_pendulum", *CKPT)
+    mid = checkpoint_callback(cli).directory(cli.trainer) / "frames=150.ckpt"
+    resumed = fit("sac_pendulum", *CKPT, f"--ckpt_path={mid}")
+    m = resumed.model
+    assert (m.frames, m.updates) == (200, 100)  # 100 random + 50 updated frames before, 50 after
+    critic_opt = resumed.trainer.optimizers[0]
+    assert {int(s["step"]) for s in critic_opt.state.values()} == {100}  # Adam state continued, not restarted
