@@ -93,6 +93,9 @@ def test_fit_with_ckpt_path_continues_the_run(in_tmp):
     mid = checkpoint_callback(cli).directory(cli.trainer) / "frames=150.ckpt"
     resumed = fit("sac_pendulum", *CKPT, f"--ckpt_path={mid}")
     m = resumed.model
+    (cb,) = [c for c in resumed.trainer.callbacks if isinstance(c, FrameCheckpoint)]
+    end = torch.load(cb.directory(resumed.trainer) / "last.ckpt", weights_only=True)
+    assert end["real_replay"]["observation"].shape[0] == 200  # 150 restored + 50 collected after resuming
     assert (m.frames, m.updates) == (200, 100)  # 100 random + 50 updated frames before, 50 after
     critic_opt = resumed.trainer.optimizers[0]
     assert {int(s["step"]) for s in critic_opt.state.values()} == {100}  # Adam state continued, not restarted
