@@ -8,6 +8,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from callbacks.schedule import FrameSchedule
 from lightning_mbrl.errors import require_non_negative
 
 
@@ -21,11 +22,10 @@ class FrameCheckpoint(pl.Callback):
     """
 
     def __init__(self, every_frames: int = 50_000, dirpath: str | None = None, keep: int = 3) -> None:
-        require_non_negative("every_frames", every_frames)
         require_non_negative("keep", keep)
-        self.every_frames, self.dirpath, self.keep = every_frames, dirpath, keep
+        self.schedule = FrameSchedule(every_frames)
+        self.dirpath, self.keep = dirpath, keep
         self.saved: list[Path] = []
-        self._next_at = every_frames
 
     def directory(self, trainer: pl.Trainer) -> Path:
         if self.dirpath is not None:
@@ -34,12 +34,10 @@ class FrameCheckpoint(pl.Callback):
         return Path(root) / "checkpoints"
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_frames:
-            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        self.schedule.start(pl_module.frames)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self.every_frames and pl_module.frames >= self._next_at:
-            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        if self.schedule.due(pl_module.frames):
             self.save(trainer, pl_module, f"frames={pl_module.frames}.ckpt")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

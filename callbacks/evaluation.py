@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.errors import ConfigError
@@ -39,6 +40,7 @@ class PolicyEval(pl.Callback):
     def __init__(self, every_frames: int = 5_000, episodes: int = 10, max_episode_steps: int | None = None) -> None:
         if every_frames < 0:
             raise ConfigError(f"eval.every_frames must be >= 0 (0 disables), got {every_frames}")
+        self.schedule = FrameSchedule(every_frames)
         if episodes < 1:
             raise ConfigError(f"eval.episodes must be >= 1, got {episodes}")
         self.every_frames = every_frames
@@ -47,7 +49,6 @@ class PolicyEval(pl.Callback):
         self.calls = 0
         self.last_return = float("nan")
         self._env = None
-        self._next_at = every_frames
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (isinstance(pl_module, Policy) and isinstance(pl_module, EnvMaker)):
@@ -55,7 +56,7 @@ class PolicyEval(pl.Callback):
         if self.every_frames:
             seed = pl_module.rank_seed + EVAL_SEED_OFFSET
             self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
-            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+            self.schedule.start(pl_module.frames)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._env is not None:
@@ -63,9 +64,8 @@ class PolicyEval(pl.Callback):
             self._env = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self._env is None or pl_module.frames < self._next_at:
+        if self._env is None or not self.schedule.due(pl_module.frames):
             return
-        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
         returns, lengths = self.evaluate(pl_module)
         self.calls += 1
         # Every rank evaluates at the same frame count, so the gathers below never deadlock.

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from callbacks.schedule import FrameSchedule
 from lightning_mbrl.envs.pwl_env import PREFIX, optimal_return
-from lightning_mbrl.errors import ConfigError, require_non_negative
+from lightning_mbrl.errors import ConfigError
 
 
 class OptimalReturn(pl.Callback):
@@ -16,10 +17,8 @@ class OptimalReturn(pl.Callback):
     ``eval/return`` and ``eval/boots*/return`` to the optimum is visible on the same plot."""
 
     def __init__(self, every_frames: int = 1_000) -> None:
-        require_non_negative("every_frames", every_frames)
-        self.every_frames = every_frames
+        self.schedule = FrameSchedule(every_frames)
         self.value = float("nan")
-        self._next_at = every_frames
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         env = pl_module.hparams.env
@@ -27,11 +26,9 @@ class OptimalReturn(pl.Callback):
             raise ConfigError(f"OptimalReturn needs a task with an exact solver ({PREFIX}... ids), got {env!r}")
         self.value = optimal_return(env, max_episode_steps=pl_module.hparams.max_episode_steps,
                                     **pl_module.env_kwargs)
-        if self.every_frames:
-            self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        self.schedule.start(pl_module.frames)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if not self.every_frames or pl_module.frames < self._next_at:
+        if not self.schedule.due(pl_module.frames):
             return
-        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
         pl_module.log_to_loggers({"eval/optimal_return": self.value})

@@ -19,6 +19,7 @@ is restored), with the callback's own env, model, optimizer and ``torch.Generato
 
 from __future__ import annotations
 
+import abc
 import functools
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks.evaluation import EVAL_SEED_OFFSET, run_episodes
+from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
@@ -113,7 +115,7 @@ class OwnModel:
         return next_obs, reward, self.model.termination_fn(obs, action, next_obs).reshape(obs.shape[:-1]).bool()
 
 
-class PlannerEval(pl.Callback):
+class PlannerEval(pl.Callback, abc.ABC):
     """Schedule, episodes, model and logging shared by ``BootsEval`` and ``MPCEval``."""
 
     default_name = "planner"
@@ -129,7 +131,7 @@ class PlannerEval(pl.Callback):
         own_model_units: int,
         own_model_blocks: int,
     ) -> None:
-        require_non_negative("every_frames", every_frames)
+        self.schedule = FrameSchedule(every_frames)
         require_positive("episodes", episodes)
         require_positive("own_model_steps", own_model_steps)
         if max_episode_steps is not None:
@@ -145,11 +147,11 @@ class PlannerEval(pl.Callback):
         self.calls = 0
         self.last_return = float("nan")
         self._env = None
-        self._next_at = every_frames
 
     # ------------------------------------------------------------------------------ what the planner sees
+    @abc.abstractmethod
     def make_planner(self, module: pl.LightningModule, dynamics, generator: torch.Generator):
-        raise NotImplementedError
+        """The planner (``BootsPlanner``, ``MPCPlanner``) over ``dynamics`` and the module's Q and policy."""
 
     def dynamics(self, module: pl.LightningModule):
         world_model = getattr(module, "world_model", None)
@@ -177,7 +179,7 @@ class PlannerEval(pl.Callback):
             self.own_model = OwnModel(pl_module, *self.own_model_args, lr=1e-3, batch_size=64)
         seed = pl_module.rank_seed + EVAL_SEED_OFFSET
         self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
-        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
+        self.schedule.start(pl_module.frames)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._env is not None:
@@ -185,9 +187,8 @@ class PlannerEval(pl.Callback):
             self._env = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self._env is None or pl_module.frames < self._next_at:
+        if self._env is None or not self.schedule.due(pl_module.frames):
             return
-        self._next_at = (pl_module.frames // self.every_frames + 1) * self.every_frames
         row = self.evaluate(pl_module)
         self.calls += 1
         returns = trainer.strategy.all_gather(row.pop("returns").to(pl_module.device)).flatten()
