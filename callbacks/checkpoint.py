@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,23 @@ from lightning_mbrl.errors import require_non_negative
 
 
 class FrameCheckpoint(pl.Callback):
-    """Every ``every_frames`` real frames and at the end of training, save ``frames=<N>.ckpt`` and
-    ``last.ckpt`` in ``dirpath`` (default ``<run folder>/checkpoints``).
+    """Every ``every_frames`` real frames (per rank; ``0``: only at the end) and at the end of training,
+    save ``last.ckpt`` and ``frames=<N>.ckpt`` in ``dirpath`` (default ``<run folder>/checkpoints``).
+    ``fit --ckpt_path last`` resumes from the newest ``last.ckpt``.
 
-    Each file is written to ``<name>.tmp`` first and then renamed over the old one (``os.replace``, atomic
-    on POSIX file systems), so an interrupted write never replaces a good checkpoint. ``keep`` bounds
-    the number of ``frames=*.ckpt`` files kept (oldest removed first; ``0`` keeps all).
+    ``last.ckpt`` is written to ``last.ckpt.tmp`` first and then renamed over the old one (``os.replace``,
+    atomic on POSIX file systems), so an interrupted write never replaces a good checkpoint;
+    ``frames=<N>.ckpt`` is a hard link to it (no second copy on disk; a copy where links are not
+    supported), made the same way. ``keep`` bounds the number of ``frames=*.ckpt`` files kept (oldest
+    removed first; ``0`` keeps all).
     """
 
-    def __init__(self, every_frames: int = 50_000, dirpath: str | None = None, keep: int = 3) -> None:
+    def __init__(self, every_frames: int = 50_000, dirpath: str | None = None, keep: int = 2) -> None:
         require_non_negative("keep", keep)
         self.schedule = FrameSchedule(every_frames)
         self.dirpath, self.keep = dirpath, keep
         self.saved: list[Path] = []
+        self._last_saved_at: int | None = None
 
     def directory(self, trainer: pl.Trainer) -> Path:
         if self.dirpath is not None:
@@ -41,18 +46,28 @@ class FrameCheckpoint(pl.Callback):
             self.save(trainer, pl_module, f"frames={pl_module.frames}.ckpt")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(trainer, pl_module, None)
+        if self._last_saved_at != pl_module.frames:
+            self.save(trainer, pl_module, None)
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str | None) -> None:
-        """Write ``name`` (if given) and ``last.ckpt``, each atomically."""
+        """Write ``last.ckpt`` and (if given) ``name``, each atomically."""
         directory = self.directory(trainer)
-        for target in ([name] if name else []) + ["last.ckpt"]:
-            path = directory / target
+        last = directory / "last.ckpt"
+        tmp = last.with_name("last.ckpt.tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it (it gathers every rank's state); rank 0 writes
+        self._last_saved_at = pl_module.frames
+        if not trainer.is_global_zero:
+            return
+        os.replace(tmp, last)
+        if name:
+            path = directory / name
             tmp = path.with_name(path.name + ".tmp")
-            trainer.save_checkpoint(tmp)  # every rank calls it; only rank 0 writes
-            if trainer.is_global_zero:
-                os.replace(tmp, path)
-        if name and trainer.is_global_zero:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(last, tmp)
+            except OSError:
+                shutil.copyfile(last, tmp)
+            os.replace(tmp, path)
             self.saved.append(directory / name)
             while self.keep and len(self.saved) > self.keep:
                 self.saved.pop(0).unlink(missing_ok=True)

@@ -35,6 +35,8 @@ class PolicyEval(pl.Callback):
 
     Works with any module that is a ``protocols.Policy`` and ``protocols.EnvMaker``. It runs
     under ``no_grad`` with the global RNG state restored afterwards, so it never changes training.
+    The eval env is reseeded before each evaluation: every evaluation starts from the same states
+    (common random numbers across the curve, and the same after a resume).
     """
 
     def __init__(self, every_frames: int = 5_000, episodes: int = 10, max_episode_steps: int | None = None) -> None:
@@ -48,14 +50,15 @@ class PolicyEval(pl.Callback):
         self.max_episode_steps = max_episode_steps
         self.calls = 0
         self.last_return = float("nan")
+        self.seed: int | None = None
         self._env = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (isinstance(pl_module, Policy) and isinstance(pl_module, EnvMaker)):
             raise TypeError(f"PolicyEval needs a module with act() and make_env(); got {type(pl_module).__name__}")
         if self.every_frames:
-            seed = pl_module.rank_seed + EVAL_SEED_OFFSET
-            self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
+            self.seed = pl_module.rank_seed + EVAL_SEED_OFFSET
+            self._env = pl_module.make_env(num_envs=self.episodes, seed=self.seed)
             self.schedule.start(pl_module.frames)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -83,4 +86,5 @@ class PolicyEval(pl.Callback):
         max_steps = self.max_episode_steps or pl_module.spec.max_episode_steps or 1000
         policy = ActorPolicy(lambda obs: pl_module.act(obs.to(pl_module.device), deterministic=True).cpu())
         with torch.no_grad(), torch.random.fork_rng():
+            self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
             return run_episodes(self._env, policy, max_steps)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from callbacks.checkpoint import FrameCheckpoint
 from callbacks.evaluation import PolicyEval
 from lightning_mbrl.errors import ConfigError
 
@@ -23,12 +24,14 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 50,  # iterations between log rows
     "enable_model_summary": False,
+    "enable_checkpointing": False,  # Lightning's epoch-end ModelCheckpoint; the `checkpoint` section replaces it
 }
 
 
 class MBRLCLI(LightningCLI):
     """LightningCLI with the library's defaults: an ``eval`` section for the deterministic-policy
-    evaluator, CSV and TensorBoard loggers under ``runs/<recipe>``."""
+    evaluator, a ``checkpoint`` section (``callbacks.FrameCheckpoint``: every 50k frames and at the
+    end), CSV and TensorBoard loggers under ``runs/<recipe>``, and ``--ckpt_path last``."""
 
     def __init__(self, model_class: type[pl.LightningModule], recipe: str, config: Path | None,
                  args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -52,11 +55,39 @@ class MBRLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PolicyEval, "eval")
+        parser.add_lightning_class_args(FrameCheckpoint, "checkpoint")
+
+    def _last_checkpoint(self) -> Path:
+        """The newest ``last.ckpt`` of this recipe: in the ``checkpoint`` section's ``dirpath`` if set,
+        else in any ``<logger save_dir>/<recipe>/version_*/checkpoints/``."""
+        config = self.config[self.config.subcommand]
+        candidates = []
+        if config.checkpoint.dirpath:
+            candidates.append(Path(config.checkpoint.dirpath) / "last.ckpt")
+        else:
+            loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else []
+            roots = {Path(lg.init_args.save_dir) / lg.init_args.name for lg in loggers if "init_args" in lg}
+            roots.add(Path(config.trainer.default_root_dir or "."))
+            for root in roots:
+                candidates += root.glob("version_*/checkpoints/last.ckpt")
+                candidates.append(root / "checkpoints" / "last.ckpt")
+        found = [p for p in candidates if p.is_file()]
+        if not found:
+            where = ", ".join(sorted({str(p.parent) for p in candidates})) or "the run folders"
+            raise ConfigError(f"ckpt_path 'last': no last.ckpt in {where}")
+        return max(found, key=lambda p: p.stat().st_mtime)
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads ``--ckpt_path`` first thing; a truncated or corrupted file becomes a one-line
-        error (checkpoints written by ``callbacks.FrameCheckpoint`` are atomic, so the earlier ones in
-        that folder are intact)."""
+        """LightningCLI reads ``--ckpt_path`` first thing: ``last`` becomes the newest ``last.ckpt`` of the
+        recipe; a truncated or corrupted file becomes a one-line error (checkpoints written by
+        ``callbacks.FrameCheckpoint`` are atomic, so the earlier ones in that folder are intact)."""
+        if not self.config.get("subcommand"):
+            return
+        config = self.config[self.config.subcommand]
+        if config.get("ckpt_path") == "last":
+            config.ckpt_path = str(self._last_checkpoint())
+        if config.get("ckpt_path") and not Path(config.ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path {config.ckpt_path!r}: no such file (give a checkpoint file or 'last')")
         try:
             super()._parse_ckpt_path()
         except Exception as err:  # noqa: BLE001 -- any failure to read means "not a checkpoint"

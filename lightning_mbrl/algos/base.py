@@ -12,26 +12,47 @@ and update. Budgets count real env frames, never optimizer steps:
 
 Runtime objects (env, collector, replay buffer) live in ``self.runtime``, a plain object outside
 the module tree, built per rank in ``on_fit_start`` and seeded ``seed + rank * RANK_SEED_STRIDE``.
+
+Data parallelism (``--trainer.strategy ddp``): every rank collects its own frames into its own
+buffer; :meth:`OffPolicyAlgorithm.apply_gradients` averages each backward's gradients across ranks
+(one flat all-reduce) instead of Lightning's DDP reducer, which cannot serve several optimizers
+over disjoint parameters. All budgets count frames *per rank*.
+
+A checkpoint holds, besides parameters and optimizer states, each rank's runtime (replay buffer,
+env mid-episode, collector carrier, RNG states; :meth:`rank_state`), so a resumed run continues
+exactly where the interrupted one was.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torch import Tensor
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
+from torch.nn.parallel import DistributedDataParallel
 from torchrl.envs import EnvBase
 
 from lightning_mbrl import keys
 from lightning_mbrl.data.collection import ActorPolicy, make_replay_buffer
+from lightning_mbrl.data.snapshot import (
+    collector_state,
+    load_collector_state,
+    load_replay_state,
+    load_rng_state,
+    replay_state,
+    rng_state,
+)
+from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs import EnvSpec, env_spec, make_env
+from lightning_mbrl.envs.state import env_state, load_env_state
 from lightning_mbrl.errors import ConfigError, require_non_negative, require_positive
 
 RANK_SEED_STRIDE = 1000
@@ -115,7 +136,7 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         self.iterations = 0
         self.last_episode_return = float("nan")
         self.runtime: Runtime | None = None
-        self._replay_to_restore: dict | None = None  # set by on_load_checkpoint, used by on_fit_start
+        self._rank_state_to_restore: dict | None = None  # set by on_load_checkpoint, used by on_fit_start
 
     # ----------------------------------------------------------------------------- the policy
     @abc.abstractmethod
@@ -166,12 +187,10 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             track_traj_ids=False,
             trust_policy=True,
         )
-        restored = self._replay_to_restore
-        if restored is not None:  # resuming: refill the real replay, oldest first
-            data = TensorDict.from_dict(restored, auto_batch_size=True, batch_dims=1)
-            buffer.extend(data.to(self.device))
-            self._replay_to_restore = None
         self.runtime = Runtime(env, buffer, collector, iter(collector), frames_at_start=self.frames)
+        if self._rank_state_to_restore is not None:  # resuming
+            self.load_rank_state(self._rank_state_to_restore)
+            self._rank_state_to_restore = None
 
     def on_fit_end(self) -> None:
         if self.runtime is not None:
@@ -201,6 +220,28 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         """A uniform minibatch of real transitions (on ``self.device``)."""
         return self.runtime.buffer.sample(batch_size)
 
+    # ----------------------------------------------------------------------------- optimisation
+    def apply_gradients(self, loss: Tensor, *optimizers: Any, max_grad_norm: float | None = None) -> None:
+        """Zero the optimizers' gradients, backpropagate ``loss``, average the gradients of their
+        parameters across ranks (one flat all-reduce; nothing with one process), optionally clip
+        their global norm, and step each optimizer.
+
+        Under DDP, Lightning's reducer is bypassed (``no_sync``): it expects every parameter of the
+        module to receive a gradient in each backward, which is false when optimizers own disjoint
+        parameter sets (critic, actor, world model)."""
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        wrapper = self.trainer.strategy.model if self._trainer is not None else None
+        no_sync = wrapper.no_sync() if isinstance(wrapper, DistributedDataParallel) else contextlib.nullcontext()
+        with no_sync:
+            self.manual_backward(loss)
+        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
+        SYNC.average_gradients(params)
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        for opt in optimizers:
+            opt.step()
+
     def log_iteration(
         self, metrics: TensorDictBase | None = None, model_metrics: TensorDictBase | None = None
     ) -> None:
@@ -228,25 +269,48 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             logger.log_metrics(row, step=self.frames)
 
     # ----------------------------------------------------------------------------- checkpoint
+    def rank_state(self) -> dict[str, Any]:
+        """This rank's runtime as plain tensors (subclasses add their own): the filled real replay in
+        storage order with its write cursor, the env mid-episode, the collector's carrier, and the RNG
+        states (all of them consumed by collection and updates)."""
+        rt = self.runtime
+        return {
+            "replay": replay_state(rt.buffer),
+            "env": env_state(rt.env),
+            "collector": collector_state(rt.collector),
+            "rng": rng_state(),
+        }
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        """Put :meth:`rank_state` back into the runtime just built by ``on_fit_start``. The RNG
+        states go last (building the runtime consumed random numbers)."""
+        rt = self.runtime
+        load_replay_state(rt.buffer, state["replay"], device=self.device)
+        if state["env"] is not None:
+            load_env_state(rt.env, state["env"])
+            load_collector_state(rt.collector, state["collector"])
+        load_rng_state(state["rng"])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Loop counters, and (during a fit) the filled part of this rank's real replay buffer, oldest
-        transition first, as plain tensors (so LightningCLI's ``weights_only`` load accepts it): its size
-        is proportional to the data, not to the buffer's capacity."""
+        """Loop counters and, during a fit, every rank's :meth:`rank_state` (gathered to rank 0, which
+        writes the file). Every rank must call ``trainer.save_checkpoint`` together (Lightning's own
+        checkpointing and ``callbacks.FrameCheckpoint`` do)."""
         checkpoint["loop_counters"] = {
             "frames": self.frames, "episodes": self.episodes, "updates": self.updates,
             "iterations": self.iterations, "last_episode_return": self.last_episode_return,
         }
-        if self.runtime is not None and len(self.runtime.buffer):
-            buffer = self.runtime.buffer
-            n = len(buffer)
-            cursor = buffer.write_count % buffer.storage.max_size  # next slot to overwrite = the oldest
-            data = buffer.storage[:n]
-            if cursor < n:
-                data = torch.cat([data[cursor:], data[:cursor]])
-            checkpoint["real_replay"] = data.exclude("index", "collector").to_dict()
+        if self.runtime is not None:
+            checkpoint["rank_states"] = SYNC.gather_objects(self.rank_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the counters and (at the next ``on_fit_start``) the real replay."""
+        """Restore the counters now and this rank's runtime at the next ``on_fit_start``."""
         for name, value in checkpoint.get("loop_counters", {}).items():
             setattr(self, name, value)
-        self._replay_to_restore = checkpoint.get("real_replay")
+        states = checkpoint.get("rank_states")
+        if states:
+            if len(states) != SYNC.world_size:
+                raise ConfigError(
+                    f"the checkpoint was written by {len(states)} rank(s) and holds their replay buffers and envs; "
+                    f"resume it with the same number of processes (--trainer.devices {len(states)}), not {SYNC.world_size}"
+                )
+            self._rank_state_to_restore = states[SYNC.rank]

@@ -179,11 +179,7 @@ class DQN(OffPolicyAlgorithm):
             batch.get(keys.NEXT_OBSERVATION), self.q_net, self.target_net, hp.gamma, hp.double,
         )
         out = dqn_losses.q_loss(batch.get(keys.OBSERVATION), batch.get(keys.ACTION), target, self.q_net, hp.loss)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(out["loss_q"])
-        if hp.max_grad_norm is not None:
-            self.clip_gradients(opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm")
-        opt.step()
+        self.apply_gradients(out["loss_q"], opt, max_grad_norm=hp.max_grad_norm)
         self.updates += 1
         self.update_target()
         return out.detach()

@@ -30,6 +30,8 @@ from lightning_mbrl.data.model_replay import (
     model_replay_capacity,
     rollout_length,
 )
+from lightning_mbrl.data.snapshot import load_replay_state, replay_state
+from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs.mujoco_fns import termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
@@ -166,7 +168,7 @@ class MBPO(SAC):
                                   data[keys.NEXT_OBSERVATION], data[keys.TERMINATED])
         stats = fit_ensemble(
             wm.ensemble, inputs, targets, self.optimizers()[-1], batch_size=hp.model_batch_size,
-            holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs,
+            holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs, sync=SYNC,
         )
         self.model_fits += 1
         elites = stats["elites"]
@@ -214,6 +216,21 @@ class MBPO(SAC):
         return parts[0] if len(parts) == 1 else td_cat(parts, 0)
 
     # ----------------------------------------------------------------------------- checkpoint
+    def rank_state(self) -> dict[str, Any]:
+        """Adds the model replay (filled part, storage order), so the updates after a resume draw the
+        same imagined transitions as an uninterrupted run."""
+        state = super().rank_state()
+        if self.model_replay is not None:
+            state["model_replay"] = {"capacity": self.model_replay.capacity, **replay_state(self.model_replay.buffer)}
+        return state
+
+    def load_rank_state(self, state: dict[str, Any]) -> None:
+        saved = state.get("model_replay")
+        if saved is not None:
+            self.model_replay = ModelReplay(saved["capacity"], device=self.device)
+            load_replay_state(self.model_replay.buffer, saved, device=self.device)
+        super().load_rank_state(state)  # RNG states last
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["loop_counters"].update(model_fits=self.model_fits, rollouts=self.rollouts, imagined=self.imagined)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from lightning_mbrl import keys
 from lightning_mbrl.algos.sac import SAC
+from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
 from lightning_mbrl.models.slbo import DeterministicDynamics
@@ -147,7 +148,8 @@ class MBSAC(SAC):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.collect()
-        self.world_model.update_normalizers(real[keys.OBSERVATION], real[keys.NEXT_OBSERVATION])
+        # every rank's new frames, in rank order: the normalisers stay identical across ranks
+        self.world_model.update_normalizers(SYNC.cat(real[keys.OBSERVATION]), SYNC.cat(real[keys.NEXT_OBSERVATION]))
         model_metrics = None
         if self.frames == self.hparams.init_random_frames:
             for _ in range(self.model_pretrain_iters):
@@ -173,11 +175,8 @@ class MBSAC(SAC):
         """One SLBO model step: Adam on the l2 loss of a real minibatch, gradient norm clipped."""
         data = self.sample(self.hparams.model_batch_size)
         losses = self.world_model.loss(data[keys.OBSERVATION], data[keys.ACTION], data[keys.NEXT_OBSERVATION])
-        optimizer = self.optimizers()[-1]
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(losses["loss_l2"] + losses["loss_weight_decay"])
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.model_grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
+        self.apply_gradients(losses["loss_l2"] + losses["loss_weight_decay"], self.optimizers()[-1],
+                             max_grad_norm=self.hparams.model_grad_clip)
         self.model_steps += 1
         return losses.detach()
 

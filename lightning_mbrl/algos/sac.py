@@ -129,22 +129,15 @@ class SAC(OffPolicyAlgorithm):
             batch.get(keys.NEXT_OBSERVATION), self.actor, self.critic_target, alpha, hp.gamma,
         )
         critic_out = sac_losses.critic_loss(obs, batch.get(keys.ACTION), target, self.critic)
-        critic_opt.zero_grad(set_to_none=True)
-        self.manual_backward(critic_out["loss_critic"])
-        critic_opt.step()
+        self.apply_gradients(critic_out["loss_critic"], critic_opt)
 
         actor_out, log_prob = sac_losses.actor_loss(obs, self.actor, self.critic, alpha)
         loss = actor_out["loss_actor"]
-        actor_opt.zero_grad(set_to_none=True)
         if alpha_opt:
             alpha_out = sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy)
             actor_out.update(alpha_out)
             loss = loss + alpha_out["loss_alpha"]  # disjoint parameters: one backward serves both
-            alpha_opt[0].zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        actor_opt.step()
-        if alpha_opt:
-            alpha_opt[0].step()
+        self.apply_gradients(loss, actor_opt, *alpha_opt)
 
         polyak_update(self.critic_target, self.critic, hp.tau)
         self.updates += 1

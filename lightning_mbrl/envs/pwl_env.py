@@ -119,6 +119,15 @@ class PiecewiseLinearEnv(EnvBase):
         if seed is not None:
             self._rng.manual_seed(int(seed))
 
+    def get_env_state(self) -> dict[str, torch.Tensor | int]:
+        """The mid-episode state for checkpoints (``envs.state``): state, step and generator."""
+        return {"state": self._state.clone(), "t": self._t, "rng": self._rng.get_state()}
+
+    def set_env_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        self._state = state["state"].to(device=self.device, dtype=torch.float64).clone()
+        self._t = int(state["t"])
+        self._rng.set_state(state["rng"])
+
 
 def _tables(fns: tuple[pwl.PiecewiseLinear, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     """Stack per-action pieces, padded: breakpoints ``[A, P + 1]`` (padding +inf), start values and

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
+from lightning_mbrl.distributed import RankSync
 from lightning_mbrl.errors import require_non_negative, require_positive
 from lightning_mbrl.models.utils import adam
 from lightning_mbrl.models.world_model import GaussianEnsemble
@@ -38,6 +39,7 @@ def fit_ensemble(
     max_epochs_since_update: int = 5,
     improvement_threshold: float = 0.01,
     generator: torch.Generator | None = None,
+    sync: RankSync | None = None,
 ) -> TensorDict:
     """Train ``model`` on ``inputs [N, in]``, ``targets [N, out]`` with MBPO's early stopping.
 
@@ -68,6 +70,11 @@ def fit_ensemble(
 
     All work happens on the model's device; the only host sync is one per epoch (the stopping rule).
     Random draws use ``generator`` (on the model's device) if given.
+
+    Data-parallel ranks (``sync``, a :class:`~lightning_mbrl.distributed.RankSync`; each rank passes
+    its own data, all of the same size): the normaliser is fitted on all ranks' training splits,
+    every step's gradients and every holdout MSE are averaged across ranks, so the ranks stop at the
+    same epoch, snapshot the same members and pick the same elites with bit-identical parameters.
 
     Returns a TensorDict with ``holdout_mse [E]`` (after restoring), ``elites long [n_elites]``,
     ``epochs`` (int64 scalar: epochs trained), ``train_loss`` (mean total loss of the last epoch).
@@ -100,7 +107,7 @@ def fit_ensemble(
     permutation = torch.randperm(n, generator=generator, device=device)
     x_holdout, y_holdout = inputs[permutation[:n_holdout]], targets[permutation[:n_holdout]]
     x_train, y_train = inputs[permutation[n_holdout:]], targets[permutation[n_holdout:]]
-    model.fit_normalizer(x_train)
+    model.fit_normalizer(x_train, sync=sync)
 
     member_params = model.member_parameters()
     best_params = [p.detach().clone() for p in member_params]
@@ -121,6 +128,8 @@ def fit_ensemble(
             loss = _total_loss(model.loss(xb, yb))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if sync is not None:
+                sync.average_gradients(model.parameters())
             optimizer.step()
             loss_sum += loss.detach()
         train_loss = loss_sum / -(-n_train // batch_size)
@@ -129,6 +138,8 @@ def fit_ensemble(
         if n_holdout > 0:
             with torch.no_grad():  # evaluation only
                 mse = model.holdout_mse(x_holdout, y_holdout)  # [E]
+                if sync is not None:
+                    sync.mean_(mse)
                 improved = (best_mse - mse) > improvement_threshold * best_mse
                 improved |= torch.isinf(best_mse) & torch.isfinite(mse)
                 best_mse = torch.where(improved, mse, best_mse)
@@ -146,6 +157,8 @@ def fit_ensemble(
             for snapshot, p in zip(best_params, member_params):
                 p.copy_(snapshot)
             holdout_mse = model.holdout_mse(x_holdout, y_holdout)
+            if sync is not None:
+                sync.mean_(holdout_mse)
             model.elites.copy_(holdout_mse.argsort()[: model.n_elites])
     else:
         holdout_mse = torch.full((n_members,), float("nan"), device=device, dtype=dtype)

@@ -30,6 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor, nn
 
 from lightning_mbrl import keys
+from lightning_mbrl.distributed import RankSync
 from lightning_mbrl.errors import require_non_negative, require_positive
 from lightning_mbrl.models.mlp import ACTIVATIONS, BatchedLinear, activation
 from lightning_mbrl.models.rollout import model_rollout
@@ -119,14 +120,21 @@ class GaussianEnsemble(nn.Module):
         self.register_buffer("elites", torch.arange(n_elites))
 
     # ------------------------------------------------------------------------------ normaliser
-    def fit_normalizer(self, x: Tensor) -> None:
+    def fit_normalizer(self, x: Tensor, sync: RankSync | None = None) -> None:
         """Set ``input_mean``, ``input_std`` to the per-dimension mean and (population) standard
-        deviation of ``x [N, in]``; a std below ``1e-12`` is replaced by 1 (MBPO's scaler)."""
+        deviation of ``x [N, in]``; a std below ``1e-12`` is replaced by 1 (MBPO's scaler).
+        With data-parallel ranks (``sync`` active), of every rank's ``x`` together (two passes:
+        sums, then squared deviations from the common mean)."""
         if x.dim() != 2 or x.shape[-1] != self.in_dim or x.shape[0] == 0:
             raise ValueError(f"x must be [N >= 1, {self.in_dim}], got {tuple(x.shape)}")
         x = x.detach()
-        mean = x.mean(dim=0)
-        std = x.std(dim=0, unbiased=False) if x.shape[0] > 1 else torch.zeros_like(mean)
+        if sync is not None and sync.active:
+            count = sync.sum_(x.new_tensor(float(x.shape[0])))
+            mean = sync.sum_(x.sum(dim=0)) / count
+            std = (sync.sum_((x - mean).square().sum(dim=0)) / count).sqrt()
+        else:
+            mean = x.mean(dim=0)
+            std = x.std(dim=0, unbiased=False) if x.shape[0] > 1 else torch.zeros_like(mean)
         self.input_mean.copy_(mean)
         self.input_std.copy_(torch.where(std < 1e-12, torch.ones_like(std), std))
 

@@ -7,8 +7,7 @@ import torch
 from callbacks import FrameCheckpoint
 from tests.smoke.test_recipes import fit
 
-CKPT = ["--trainer.callbacks+=callbacks.FrameCheckpoint", "--trainer.callbacks.every_frames=50",
-        "--trainer.callbacks.keep=2", "--eval.every_frames=0"]
+CKPT = ["--checkpoint.every_frames=50", "--checkpoint.keep=2", "--eval.every_frames=0"]
 
 
 def checkpoint_callback(cli) -> FrameCheckpoint:
@@ -54,17 +53,24 @@ def test_a_truncated_checkpoint_is_a_clear_error(in_tmp, capsys):
     assert "is not a readable checkpoint" in err and "broken.ckpt" in err
 
 
-def test_checkpoint_holds_the_filled_replay_oldest_first_and_restores_it(in_tmp):
+def test_checkpoint_holds_the_filled_replay_and_the_runtime_and_restores_it(in_tmp):
     from lightning_mbrl import keys
 
     cli = fit("sac_pendulum", *CKPT)
     last = checkpoint_callback(cli).directory(cli.trainer) / "last.ckpt"
     saved = torch.load(last, weights_only=True)  # plain tensors: LightningCLI's own load accepts them
-    obs = saved["real_replay"][keys.OBSERVATION]
-    assert obs.shape == (200, 3)  # the 200 frames collected, not the buffer's capacity of 1000
-    # oldest first: consecutive transitions chain within an episode
-    nxt = saved["real_replay"]["next"][keys.OBSERVATION]
+    (state,) = saved["rank_states"]  # one rank
+    replay = state["replay"]
+    obs = replay["data"][keys.OBSERVATION]
+    assert replay["size"] == 200 and obs.shape == (200, 3)  # the frames collected, not the capacity of 1000
+    assert obs.untyped_storage().nbytes() == 200 * 3 * 4  # a copy, not a view of the preallocated storage
+    assert replay["writer"]["_cursor"] == 200
+    # storage order = collection order here (no wrap-around): consecutive transitions chain
+    nxt = replay["data"]["next"][keys.OBSERVATION]
     torch.testing.assert_close(obs[1:50], nxt[:49])
+    assert set(state) == {"replay", "env", "collector", "rng"}
+    # the carrier holds what the next frame starts from: the 50-step episode ended at frame 200, so a reset
+    assert bool(replay["data"]["next"]["truncated"][-1]) and int(state["collector"]["carrier"]["step_count"]) == 0
 
     # the restore path: a module given the checkpoint refills its real replay when a fit starts
     import pytorch_lightning as pl
@@ -95,7 +101,7 @@ def test_fit_with_ckpt_path_continues_the_run(in_tmp):
     m = resumed.model
     (cb,) = [c for c in resumed.trainer.callbacks if isinstance(c, FrameCheckpoint)]
     end = torch.load(cb.directory(resumed.trainer) / "last.ckpt", weights_only=True)
-    assert end["real_replay"]["observation"].shape[0] == 200  # 150 restored + 50 collected after resuming
+    assert end["rank_states"][0]["replay"]["size"] == 200  # 150 restored + 50 collected after resuming
     assert (m.frames, m.updates) == (200, 100)  # 100 random + 50 updated frames before, 50 after
     critic_opt = resumed.trainer.optimizers[0]
     assert {int(s["step"]) for s in critic_opt.state.values()} == {100}  # Adam state continued, not restarted
