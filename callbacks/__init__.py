@@ -1,8 +1,9 @@
-"""Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC; checkpoints)."""
+"""Lightning callbacks: thin adapters over the library (evaluation of the policy, BOOTS, MPC; videos; checkpoints)."""
 
 from callbacks.checkpoint import FrameCheckpoint
 from callbacks.evaluation import PolicyEval
 from callbacks.optimal import OptimalReturn
 from callbacks.planning import BootsEval, MPCEval
+from callbacks.video import VideoEval
 
-__all__ = ["BootsEval", "FrameCheckpoint", "MPCEval", "OptimalReturn", "PolicyEval"]
+__all__ = ["BootsEval", "FrameCheckpoint", "MPCEval", "OptimalReturn", "PolicyEval", "VideoEval"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
@@ -43,6 +43,7 @@ from lightning_mbrl.planners.cem import check_search_args
 from lightning_mbrl.planners.mpc import OPTIMIZERS as MPC_OPTIMIZERS
 
 PLANNER_SEED_OFFSET = 20_000
+OWN_MODEL_SEED_OFFSET = 30_000
 
 
 def _check_planner_args(horizon, min_horizon, optimizer, optimizers, n_candidates, n_iters, n_elites, smoothing,
@@ -104,6 +105,14 @@ class OwnModel:
                 loss = losses["loss_l2"].detach()
         return float(loss)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.seen = state["seen"]
+
     @torch.no_grad()
     def step(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The planners' dynamics: the network on the encoded action, the known functions on the
@@ -146,7 +155,9 @@ class PlannerEval(pl.Callback, abc.ABC):
         self.own_model: OwnModel | None = None
         self.calls = 0
         self.last_return = float("nan")
+        self.seed: int | None = None
         self._env = None
+        self._restored: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------ what the planner sees
     @abc.abstractmethod
@@ -176,10 +187,35 @@ class PlannerEval(pl.Callback, abc.ABC):
         if not hasattr(pl_module, "q_values") and not hasattr(pl_module, "q_all"):
             raise ConfigError(f"{type(self).__name__} needs a module with a Q-function; {type(pl_module).__name__} has none")
         if getattr(pl_module, "world_model", None) is None and self.own_model is None:
-            self.own_model = OwnModel(pl_module, *self.own_model_args, lr=1e-3, batch_size=64)
-        seed = pl_module.rank_seed + EVAL_SEED_OFFSET
-        self._env = pl_module.make_env(num_envs=self.episodes, seed=seed)
+            with torch.random.fork_rng():  # initialised from the run's seed and rank, not the global RNG
+                torch.manual_seed(pl_module.rank_seed + OWN_MODEL_SEED_OFFSET)
+                self.own_model = OwnModel(pl_module, *self.own_model_args, lr=1e-3, batch_size=64)
+        if self._restored is not None:
+            self.calls = self._restored["calls"]
+            if self.own_model is not None and "own_model" in self._restored:
+                self.own_model.load_state_dict(self._restored["own_model"])
+            self._restored = None
+        self.seed = pl_module.rank_seed + EVAL_SEED_OFFSET
+        self._env = pl_module.make_env(num_envs=self.episodes, seed=self.seed)
         self.schedule.start(pl_module.frames)
+
+    # ------------------------------------------------------------------------------ checkpoint
+    @property
+    def state_key(self) -> str:
+        # name and planner settings: stable across a resume, and distinct for two callbacks that differ
+        # only in their settings (so Lightning lets them through and on_fit_start names the clash)
+        return self._generate_state_key(name=self.name, **self.planner_args)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The evaluation count (it seeds the planner) and the own model with its optimizer, so a resumed
+        run plans exactly as an uninterrupted one."""
+        state: dict[str, Any] = {"calls": self.calls}
+        if self.own_model is not None:
+            state["own_model"] = self.own_model.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict  # applied in on_fit_start, once the own model exists
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._env is not None:
@@ -209,19 +245,28 @@ class PlannerEval(pl.Callback, abc.ABC):
         with torch.no_grad(), torch.random.fork_rng(devices=[module.device] if module.device.type == "cuda" else []):
             if self.own_model is not None:
                 row["own_model_loss"] = self.own_model.fit(module.runtime.buffer, self.own_model_steps)
-            generator = torch.Generator(device=module.device)
-            generator.manual_seed(module.rank_seed + PLANNER_SEED_OFFSET + self.calls)
-            planner = self.make_planner(module, self.dynamics(module), generator)
-            planner.reset(self.episodes)
-
-            def act(obs: Tensor) -> Tensor:
-                obs = obs.to(module.device)
-                single = obs.dim() == 1
-                action = planner.act(obs.unsqueeze(0) if single else obs)
-                return (action.squeeze(0) if single else action).cpu()
-
+            act = self.make_actor(module, self.episodes)
+            self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
             row["returns"], row["lengths"] = run_episodes(self._env, ActorPolicy(act), max_steps)
         return row
+
+    def make_actor(self, module: pl.LightningModule, n_envs: int) -> Callable[[Tensor], Tensor]:
+        """The planner as ``act(obs) -> action`` (on CPU) for ``n_envs`` envs stepped together
+        (``obs [n_envs, obs_dim]``, or ``[obs_dim]`` for one unbatched env), over the current model and
+        with a ``torch.Generator`` seeded from ``rank_seed`` and ``calls``. Call it, and the closure,
+        under ``no_grad`` and ``fork_rng``, as ``evaluate`` does (``callbacks.VideoEval`` uses it too)."""
+        generator = torch.Generator(device=module.device)
+        generator.manual_seed(module.rank_seed + PLANNER_SEED_OFFSET + self.calls)
+        planner = self.make_planner(module, self.dynamics(module), generator)
+        planner.reset(n_envs)
+
+        def act(obs: Tensor) -> Tensor:
+            obs = obs.to(module.device)
+            single = obs.dim() == 1
+            action = planner.act(obs.unsqueeze(0) if single else obs)
+            return (action.squeeze(0) if single else action).cpu()
+
+        return act
 
 
 class BootsEval(PlannerEval):

@@ -81,7 +81,7 @@ def _gym_state(env: gym.Env) -> dict[str, Any]:
     data = getattr(inner, "data", None)
     if data is not None and type(data).__name__ == "MjData":
         state["mujoco_time"] = float(data.time)
-        state["mujoco"] = {name: torch.from_numpy(np.array(value)) for name, value in _mj_arrays(data).items()}
+        state["mujoco"] = {name: torch.from_numpy(_torch_friendly(value)) for name, value in _mj_arrays(data).items()}
     else:
         attrs = {}
         for name, value in vars(inner).items():
@@ -110,7 +110,7 @@ def _load_gym_state(env: gym.Env, state: dict[str, Any]) -> None:
         for name, value in state["mujoco"].items():
             target = arrays.get(name)
             if target is not None and tuple(target.shape) == tuple(value.shape):
-                target[...] = value.numpy()
+                target[...] = value.numpy().view(target.dtype)
         inner.data.time = state["mujoco_time"]
         return
     for name, item in json.loads(state["attrs"]).items():
@@ -119,6 +119,12 @@ def _load_gym_state(env: gym.Env, state: dict[str, Any]) -> None:
         else:
             value = item["value"]
         setattr(inner, name, value)
+
+
+def _torch_friendly(array: np.ndarray) -> np.ndarray:
+    """A copy; unsigned 64-bit integers reinterpreted as signed (torch cannot pickle uint64 tensors)."""
+    array = np.array(array)
+    return array.view(np.int64) if array.dtype == np.uint64 else array
 
 
 def _mj_arrays(data: Any) -> dict[str, np.ndarray]:

@@ -64,8 +64,8 @@ def test_dqn_polyak_softmax_mse_variant(in_tmp):
 def test_dqn_checkpoint_restores_networks_and_counters(in_tmp):
     from lightning_mbrl.algos.dqn import DQN
 
-    cli = fit("dqn_cartpole", "--trainer.enable_checkpointing=true", "--model.target_update_every=40")
-    (path,) = pathlib.Path(cli.trainer.log_dir).rglob("*.ckpt")
+    cli = fit("dqn_cartpole", "--model.target_update_every=40")
+    (path,) = pathlib.Path(cli.trainer.log_dir).rglob("*.ckpt")  # the checkpoint section's last.ckpt
     ckpt = torch.load(path, weights_only=False)
     assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"q_net", "target_net"}
     assert ckpt["loop_counters"]["updates"] == 100 and ckpt["loop_counters"]["target_updates"] == 2

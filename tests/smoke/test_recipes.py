@@ -119,14 +119,15 @@ def test_print_config_works(capsys):
 
 
 def test_checkpoint_holds_no_runtime_objects_and_reloads(in_tmp):
-    """The checkpoint has the networks and loop counters, not the env, collector or buffer; a
-    reloaded module acts exactly like the trained one."""
+    """The module's state dict has the networks only (the env, collector and buffer are runtime objects
+    outside the module tree; the runtime's snapshot is separate, under ``rank_states``); a reloaded module
+    acts exactly like the trained one."""
     import torch
 
     from lightning_mbrl.algos.sac import SAC
 
-    cli = fit("sac_pendulum", "--trainer.enable_checkpointing=true")
-    (path,) = pathlib.Path(cli.trainer.log_dir).rglob("*.ckpt")
+    cli = fit("sac_pendulum")
+    (path,) = pathlib.Path(cli.trainer.log_dir).rglob("*.ckpt")  # the checkpoint section's last.ckpt
     ckpt = torch.load(path, weights_only=False)
     assert {k.split(".")[0] for k in ckpt["state_dict"]} == {"actor", "critic", "critic_target", "log_alpha"}
     assert ckpt["loop_counters"]["frames"] == 200 and ckpt["loop_counters"]["updates"] == 100

@@ -1,6 +1,6 @@
 """T1 smoke: a run killed (SIGKILL) between checkpoints and resumed with ``fit --ckpt_path last``
 logs exactly what an uninterrupted run with the same seed logs after the checkpoint: every loss,
-model metric, counter and evaluation return, bit for bit (CPU, one thread). The checkpoint holds
+model metric, counter and evaluation return (policy and BOOTS), bit for bit (CPU, one thread). The checkpoint holds
 the replay buffer (size proportional to the data), the env mid-episode, the collector's carrier
 and the RNG states; MBPO's holds its model replay too."""
 
@@ -21,7 +21,11 @@ COMMON = [
     "--checkpoint.every_frames", str(CHECKPOINT_AT), "--eval.every_frames", "30", "--trainer.log_every_n_steps", "1",
 ]
 CASES = {
-    "sac_pendulum": [],
+    # SAC with BOOTS, which fits its own model (its weights, optimizer and call count are callback state)
+    "sac_pendulum": ["--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.every_frames=60",
+                     "--trainer.callbacks.episodes=2", "--trainer.callbacks.n_candidates=8",
+                     "--trainer.callbacks.n_elites=2", "--trainer.callbacks.n_iters=2",
+                     "--trainer.callbacks.own_model_steps=10", "--trainer.callbacks.own_model_units=16"],
     "mbpo_invertedpendulum": ["--model.model_train_freq", "20", "--model.rollout_batch_size", "64",
                               "--model.epoch_length", "40", "--model.rollout_schedule", "[1, 4, 1, 3]",
                               "--model.max_model_epochs", "3", "--model.model_hidden", "[32, 32]",
@@ -76,6 +80,8 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_run(recipe, tmp_path):
     expected = rows_after(straight / "runs" / recipe / "version_0" / "metrics.csv", CHECKPOINT_AT)
     got = rows_after(broken / "runs" / recipe / "version_1" / "metrics.csv", CHECKPOINT_AT)
     assert {c for _, c in expected} >= {"train/loss_critic", "eval/return", "updates"}
+    if recipe == "sac_pendulum":
+        assert {"eval/boots/return", "eval/boots/own_model_loss"} <= {c for _, c in expected}
     if recipe.startswith("mbpo"):
         assert {"model/holdout_mse", "model/imagined_return"} <= {c for _, c in expected}
     assert got.keys() == expected.keys()
