@@ -32,12 +32,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
-import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from tensordict import TensorDictBase
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
-from torch.nn.parallel import DistributedDataParallel
 from torchrl.envs import EnvBase
 
 from lightning_mbrl import keys
@@ -224,7 +224,8 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
     def apply_gradients(self, loss: Tensor, *optimizers: Any, max_grad_norm: float | None = None) -> None:
         """Zero the optimizers' gradients, backpropagate ``loss``, average the gradients of their
         parameters across ranks (one flat all-reduce; nothing with one process), optionally clip
-        their global norm, and step each optimizer.
+        each optimizer's gradient norm (Lightning's ``clip_gradients``, precision-plugin aware), and
+        step each optimizer.
 
         Under DDP, Lightning's reducer is bypassed (``no_sync``): it expects every parameter of the
         module to receive a gradient in each backward, which is false when optimizers own disjoint
@@ -237,9 +238,9 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             self.manual_backward(loss)
         params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
         SYNC.average_gradients(params)
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         for opt in optimizers:
+            if max_grad_norm is not None:
+                self.clip_gradients(opt, gradient_clip_val=max_grad_norm, gradient_clip_algorithm="norm")
             opt.step()
 
     def log_iteration(
@@ -289,6 +290,9 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         if state["env"] is not None:
             load_env_state(rt.env, state["env"])
             load_collector_state(rt.collector, state["collector"])
+        else:
+            rank_zero_warn(f"{self.hparams.env}: the env's state was not saved (no get_env_state); the episode "
+                           "in progress restarts, so the resumed run is not identical to an uninterrupted one")
         load_rng_state(state["rng"])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
