@@ -19,6 +19,7 @@ CASES = {
     "mbpo_invertedpendulum": ["--model.model_train_freq", "50", "--model.rollout_batch_size", "100",
                               "--model.max_model_epochs", "3", "--model.model_hidden", "[32, 32]"],
     "mbsac_halfcheetah": ["--model.model_units", "32", "--model.model_blocks", "1"],
+    "dqn_cartpole": [],
 }
 
 
