@@ -15,6 +15,11 @@ medians over interleaved rounds (this 2-core VM is noisy), next to the FLOP-boun
     model's share alone (``step`` with the actions given) and, for comparison, the naive
     compute-all-members-then-pick step.
 
+``--gemm-dtype bfloat16`` times (a) with ``fit_ensemble(gemm_dtype=torch.bfloat16)`` (bf16 autocast
+of the hidden layers' GEMMs; MBPO's ``model_gemm_dtype="bfloat16"``), and, in the same rounds
+(interleaved, so that both see the same machine), the default fp32 epoch for reference
+(``train_epoch.fp32_seconds``); the default is fp32 only.
+
 Smoke run (seconds): ``python -m benchmarks.world_model --rounds 1 --transitions 2000 --rollouts 2000``
 (it overwrites the results file).
 """
@@ -70,7 +75,12 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=10_000)
     parser.add_argument("--rollouts", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per round")
+    parser.add_argument(
+        "--gemm-dtype", choices=("float32", "bfloat16"), default="float32",
+        help="fit_ensemble's gemm_dtype for (a): float32 (None, the default) or bfloat16 (autocast)",
+    )
     args = parser.parse_args()
+    gemm_dtype = None if args.gemm_dtype == "float32" else getattr(torch, args.gemm_dtype)
     torch.manual_seed(0)
 
     dynamics = EnsembleDynamics(OBS, ACT, n_members=MEMBERS, n_elites=ELITES, hidden=HIDDEN)
@@ -98,10 +108,12 @@ def main() -> None:
 
     model.holdout_mse = stamped_holdout_mse  # one call at the end of every epoch (+ one after restoring)
 
-    def fit(epochs: int) -> list[float]:
+    def fit(epochs: int, gemm_dtype: torch.dtype | None = gemm_dtype) -> list[float]:
         """Seconds of each epoch after the first (no early stop within ``epochs``)."""
         stamps.clear()
-        fit_ensemble(model, inputs, targets, optimizer, max_epochs=epochs, max_epochs_since_update=10**6)
+        fit_ensemble(
+            model, inputs, targets, optimizer, max_epochs=epochs, max_epochs_since_update=10**6, gemm_dtype=gemm_dtype
+        )
         per_epoch = stamps[:epochs]
         return [b - a for a, b in itertools.pairwise(per_epoch)]
 
@@ -128,6 +140,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {
         "fit_1": [],
         "epoch": [],
+        "epoch_fp32": [],
         "rollout": [],
         "model_step": [],
         "rollout_all": [],
@@ -136,12 +149,14 @@ def main() -> None:
     for i in range(args.rounds):
         rows["fit_1"].append(timed(lambda: fit(1)))
         rows["epoch"].extend(fit(1 + args.epochs))
+        if gemm_dtype is not None:  # the fp32 reference, interleaved
+            rows["epoch_fp32"].extend(fit(1 + args.epochs, None))
         rows["rollout"].extend(timed(rollout) for _ in range(3))
         rows["model_step"].extend(timed(model_step) for _ in range(3))
         if i < 3:  # slow (about 3 s) and only for comparison
             rows["rollout_all"].append(timed(rollout_all_members))
         rows["peak"].append(gemm_peak_flops())
-    med = {name: statistics.median(values) for name, values in rows.items()}
+    med = {name: statistics.median(values) for name, values in rows.items() if values}
     peak = med["peak"]
     f_epoch, f_roll = epoch_flops(n_train, n_holdout), rollout_flops(args.rollouts)
     result = {
@@ -150,10 +165,12 @@ def main() -> None:
         "train_epoch": {
             "transitions": args.transitions,
             "batch_size": 256,
+            "gemm_dtype": args.gemm_dtype,
             "seconds": med["epoch"],
             "seconds_min": min(rows["epoch"]),
             "seconds_all": rows["epoch"],
             "fit_max_epochs_1_seconds": med["fit_1"],
+            "fp32_seconds": med.get("epoch_fp32", med["epoch"]),
             "gflop": f_epoch / 1e9,
             "flop_bound_seconds": f_epoch / peak,
             "fraction_of_gemm_peak": f_epoch / med["epoch"] / peak,
@@ -176,10 +193,11 @@ def main() -> None:
     te, ro = result["train_epoch"], result["rollout"]
     print(f"GEMM peak {peak / 1e9:.0f} GFLOP/s (median of {args.rounds} rounds, threads={torch.get_num_threads()})")
     print(
-        f"(a) train epoch, {args.transitions} transitions: median {te['seconds']:.3f} s, "
+        f"(a) train epoch, {args.transitions} transitions, {args.gemm_dtype} GEMMs: median {te['seconds']:.3f} s, "
         f"min {te['seconds_min']:.3f} s (target 0.4 s); FLOP-bound {te['flop_bound_seconds']:.3f} s "
         f"({te['gflop']:.1f} GFLOP, median at {te['fraction_of_gemm_peak']:.0%} of peak); "
         f"fit_ensemble(max_epochs=1) {te['fit_max_epochs_1_seconds']:.3f} s"
+        + (f"; fp32 epoch in the same rounds {te['fp32_seconds']:.3f} s" if gemm_dtype is not None else "")
     )
     print(
         f"(b) {args.rollouts} one-step rollouts: median {ro['seconds']:.3f} s, "

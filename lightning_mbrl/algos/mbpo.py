@@ -41,6 +41,10 @@ TERMINATION_CHOICES = ("known", "learned", "never")
 MBPO_HIDDEN_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)  # per hidden layer; 1e-4 on the output (REFERENCE 1.3)
 
 
+MODEL_GEMM_DTYPES: dict[str | None, torch.dtype | None] = {None: None, "bfloat16": torch.bfloat16}
+"""``model_gemm_dtype`` -> ``fit_ensemble``'s ``gemm_dtype``."""
+
+
 def model_weight_decays(n_hidden: int) -> tuple[float, ...]:
     """MBPO's per-layer L2 decays for a model of ``n_hidden`` hidden layers: the code's values for
     4 layers; for other depths its first ``n_hidden`` values, extended with the last one."""
@@ -78,6 +82,7 @@ class MBPO(SAC):
         holdout_ratio: float = 0.2,
         max_holdout: int = 5_000,
         max_model_epochs: int | None = None,
+        model_gemm_dtype: str | None = None,
         termination: str = "known",
         # imagination
         model_train_freq: int = 250,
@@ -96,6 +101,12 @@ class MBPO(SAC):
             real_ratio: fraction of each SAC batch drawn from real data.
             termination: ``known`` (the task's termination function), ``learned`` (a head of the
                 ensemble) or ``never``.
+            model_gemm_dtype: ``None`` (default: the model is fitted in fp32) or ``"bfloat16"``:
+                ``fit_ensemble(gemm_dtype=torch.bfloat16)``, bf16 autocast of the hidden layers'
+                GEMMs while fitting the ensemble (fp32 weights, loss, Adam and holdout MSE).
+                1.25-1.4x faster model epochs on CPUs with bf16 instructions (AVX512-BF16/AMX;
+                without them bf16 GEMMs are slower), same holdout MSE; opt-in because it changes
+                the numerics.
         """
         super().__init__(
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
@@ -117,6 +128,8 @@ class MBPO(SAC):
             raise ConfigError(
                 f"model_train_freq ({model_train_freq}) must be a multiple of frames_per_iteration ({frames_per_iteration})"
             )
+        if not any(model_gemm_dtype == allowed for allowed in MODEL_GEMM_DTYPES):
+            raise ConfigError(f"model_gemm_dtype must be one of {list(MODEL_GEMM_DTYPES)}, got {model_gemm_dtype!r}")
         if termination not in TERMINATION_CHOICES:
             raise ConfigError(f"termination must be one of {TERMINATION_CHOICES}, got {termination!r}")
         done_fn = None
@@ -169,6 +182,7 @@ class MBPO(SAC):
         stats = fit_ensemble(
             wm.ensemble, inputs, targets, self.optimizers()[-1], batch_size=hp.model_batch_size,
             holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs, sync=SYNC,
+            gemm_dtype=MODEL_GEMM_DTYPES[hp.get("model_gemm_dtype")],
         )
         self.model_fits += 1
         elites = stats["elites"]

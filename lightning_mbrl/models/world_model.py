@@ -156,7 +156,14 @@ class GaussianEnsemble(nn.Module):
             if members is not None:  # (on CPU, index_select of a 2-D view is ~1000x faster than of 3-D)
                 weight = weight.flatten(1).index_select(0, members).view(-1, *weight.shape[1:])
                 bias = bias.flatten(1).index_select(0, members).view(-1, *bias.shape[1:])
-            h = torch.baddbmm(bias, h, weight)
+            if i == last and torch.is_autocast_enabled(h.device.type):
+                # Under autocast (``fit_ensemble(gemm_dtype=torch.bfloat16)``) the hidden layers
+                # run in the autocast dtype; the output layer (5% of MBPO's FLOPs) runs in the
+                # parameters' dtype so that the predictions are not rounded to bf16.
+                with torch.autocast(h.device.type, enabled=False):
+                    h = torch.baddbmm(bias, h.to(bias.dtype), weight)
+            else:
+                h = torch.baddbmm(bias, h, weight)
             if i < last:
                 h = self.act(h)
         return h
