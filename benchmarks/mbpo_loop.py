@@ -30,6 +30,7 @@ import pytorch_lightning as pl
 import torch
 
 from benchmarks.common import write
+from lightning_mbrl.allocator import keep_freed_memory
 from callbacks.evaluation import PolicyEval
 from lightning_mbrl.algos.mbpo import MBPO
 
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--alone-updates", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the CLI does (results/mbpo_loop.json predates this setting)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = args.prefill + args.settle

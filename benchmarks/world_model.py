@@ -34,6 +34,7 @@ import time
 import torch
 
 from benchmarks.common import gemm_peak_flops, write
+from lightning_mbrl.allocator import keep_freed_memory
 from lightning_mbrl.models.actor import TanhGaussianActor
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
 from lightning_mbrl.models.world_model import EnsembleDynamics
@@ -79,7 +80,10 @@ def main() -> None:
         "--gemm-dtype", choices=("float32", "bfloat16"), default="float32",
         help="fit_ensemble's gemm_dtype for (a): float32 (None, the default) or bfloat16 (autocast)",
     )
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: allocator.keep_freed_memory() as the CLI does (default); default: glibc as is")
     args = parser.parse_args()
+    kept = keep_freed_memory() if args.malloc == "keep" else False
     gemm_dtype = None if args.gemm_dtype == "float32" else getattr(torch, args.gemm_dtype)
     torch.manual_seed(0)
 
@@ -206,6 +210,8 @@ def main() -> None:
         f"model step alone {ro['model_step_seconds']:.3f} s (FLOP-bound {ro['model_step_flop_bound_seconds']:.3f} s); "
         f"all members then pick {ro['all_members_then_pick_seconds']:.3f} s"
     )
+    result["malloc"] = {"setting": args.malloc, "applied": kept}
+    print(f"malloc: {args.malloc} (applied: {kept})")
     print(f"wrote {write('world_model', result)}")
 
 
