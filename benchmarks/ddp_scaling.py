@@ -15,7 +15,9 @@ Reported per configuration:
 
 On a 2-core box, two ranks with one thread each are compared with one rank with one thread (the
 parallel efficiency of the data-parallel code) and with one rank using both cores through intra-op
-threads (what the same machine gives without DDP).
+threads (what the same machine gives without DDP). The latency of one all-reduce between the
+ranks (``allreduce_ms``, gloo on CPU, for the sizes of a 1k-float buffer and of the SAC critic's and
+actor's flat gradients here) is measured too: SAC averages gradients twice per update.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from benchmarks.common import write
 
@@ -86,6 +91,38 @@ def run(ranks: int, threads: int, accelerator: str, workdir: Path) -> dict[str, 
     return {"threads_per_rank": threads, **json.loads(out.read_text())}
 
 
+ALLREDUCE_SIZES = (1_000, 67_000, 135_000)  # floats: tiny; the actor's and the twin critics' gradients here
+
+
+def _allreduce_rank(rank: int, port: int, out: Any) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        for n in ALLREDUCE_SIZES:
+            x = torch.randn(n)
+            for _ in range(20):
+                dist.all_reduce(x)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                dist.all_reduce(x)
+            if rank == 0:
+                out[n] = (time.perf_counter() - t0) / 200 * 1e3
+    finally:
+        dist.destroy_process_group()
+
+
+def allreduce_latency_ms() -> dict[int, float]:
+    """Milliseconds per gloo all-reduce between two CPU processes, by buffer size in floats."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_allreduce_rank, args=(port, out), nprocs=2, join=True)
+    return {n: out[n] for n in ALLREDUCE_SIZES}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "gpu"))
@@ -104,7 +141,11 @@ def main() -> None:
         print(f"ranks {r['ranks']} x {r['threads_per_rank']} thread(s): {r['frames_per_s']:.1f} frames/s, "
               f"{r['updates_per_s']:.1f} updates/s, {r['samples_per_s']:.0f} samples/s, "
               f"speed-up {r['frames_speedup_vs_1_rank_1_thread']:.2f}, efficiency {r['parallel_efficiency']:.2f}")
-    path = write(f"ddp_scaling_{args.accelerator}", {"recipe": RECIPE, "overrides": OVERRIDES, "results": results})
+    latency = allreduce_latency_ms() if args.accelerator == "cpu" else {}
+    for n, ms in latency.items():
+        print(f"gloo all-reduce of {n} floats between 2 CPU processes: {ms:.2f} ms")
+    path = write(f"ddp_scaling_{args.accelerator}", {"recipe": RECIPE, "overrides": OVERRIDES, "results": results,
+                                                     "allreduce_ms": latency})
     print(f"wrote {path}")
 
 
