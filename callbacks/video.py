@@ -149,6 +149,7 @@ class VideoEval(pl.Callback):
         self.calls = 0
         self.saved: list[Path] = []
         self._seed: int | None = None
+        self._directory: Path | None = None
         self._env = None
         self._planner_callbacks: list[PlannerEval] = []
         use_headless_gl()
@@ -162,6 +163,8 @@ class VideoEval(pl.Callback):
         if self.format == "mp4":
             check_mp4_backend()
         self._seed = pl_module.rank_seed + EVAL_SEED_OFFSET
+        # trainer.log_dir is a broadcast under DDP: ask on every rank here, never on rank 0 alone later
+        self._directory = Path(trainer.log_dir or trainer.default_root_dir) / "videos"
         # Every rank checks the env renders (so a bad config stops all of them); only rank 0 keeps it.
         env = self.make_env(pl_module)
         if trainer.is_global_zero:
@@ -275,9 +278,8 @@ class VideoEval(pl.Callback):
 
     def publish(self, trainer: pl.Trainer, label: str, frames: list[np.ndarray], step: int) -> None:
         """Write the video file and, where TensorBoard logs, the GIF summary."""
-        directory = Path(trainer.log_dir or trainer.default_root_dir) / "videos"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{label}_frames={step}.{self.format}"
+        self._directory.mkdir(parents=True, exist_ok=True)
+        path = self._directory / f"{label}_frames={step}.{self.format}"
         tensorboard = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         gif = encode_gif(frames, self.fps) if self.format == "gif" or tensorboard else b""
         if self.format == "gif":

@@ -76,3 +76,16 @@ def test_ddp_run_killed_and_resumed_finishes_and_a_world_size_change_is_a_clear_
     for rank, r in enumerate((r0, r1)):  # each rank got its own first 100 transitions back
         torch.testing.assert_close(r["observations"][:100], saved["rank_states"][rank]["replay"]["data"]["observation"])
     assert not [k for k in r0["state_dict"] if not torch.equal(r0["state_dict"][k], r1["state_dict"][k])]
+
+
+def test_videos_under_ddp_are_recorded_by_rank_0_without_a_hang(tmp_path):
+    """VideoEval renders on rank 0 only; it must not call a collective there (trainer.log_dir is a
+    broadcast), or rank 0 waits for rank 1 forever."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+    cmd = [sys.executable, "-m", "recipes.sac_halfcheetah", "fit", "--config", TINY, *DDP, "--model.max_episode_steps=20",
+           "--trainer.callbacks+=callbacks.VideoEval", "--trainer.callbacks.every_frames=100",
+           "--trainer.callbacks.format=gif", "--trainer.callbacks.width=32", "--trainer.callbacks.height=32"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (videos,) = (tmp_path / "runs" / "sac_halfcheetah").glob("version_*/videos")
+    assert sorted(p.name for p in videos.iterdir()) == ["policy_frames=100.gif", "policy_frames=200.gif"]
