@@ -81,4 +81,5 @@ def load_collector_state(collector: Collector, state: dict[str, Any]) -> None:
     carrier = collector._carrier
     saved = TensorDict.from_dict(state["carrier"], batch_size=carrier.batch_size)
     for key, value in saved.items(include_nested=True, leaves_only=True):
-        carrier.set(key, value.to(carrier.get(key).device if key in carrier.keys(True, True) else value.device))
+        current = carrier.get(key, None)
+        carrier.set(key, value if current is None else value.to(current.device))
