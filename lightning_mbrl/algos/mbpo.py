@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from tensordict import TensorDictBase, cat as td_cat
 
 from lightning_mbrl import keys
@@ -34,15 +35,11 @@ from lightning_mbrl.data.snapshot import load_replay_state, replay_state
 from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs.mujoco_fns import termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
-from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
+from lightning_mbrl.models.model_training import GEMM_PRECISIONS, fit_ensemble, gemm_dtype_for, make_model_optimizer
 from lightning_mbrl.models.world_model import EnsembleDynamics
 
 TERMINATION_CHOICES = ("known", "learned", "never")
 MBPO_HIDDEN_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)  # per hidden layer; 1e-4 on the output (REFERENCE 1.3)
-
-
-MODEL_GEMM_DTYPES: dict[str | None, torch.dtype | None] = {None: None, "bfloat16": torch.bfloat16}
-"""``model_gemm_dtype`` -> ``fit_ensemble``'s ``gemm_dtype``."""
 
 
 def model_weight_decays(n_hidden: int) -> tuple[float, ...]:
@@ -82,7 +79,7 @@ class MBPO(SAC):
         holdout_ratio: float = 0.2,
         max_holdout: int = 5_000,
         max_model_epochs: int | None = None,
-        model_gemm_dtype: str | None = None,
+        model_gemm_dtype: str = "auto",
         termination: str = "known",
         # imagination
         model_train_freq: int = 250,
@@ -101,12 +98,13 @@ class MBPO(SAC):
             real_ratio: fraction of each SAC batch drawn from real data.
             termination: ``known`` (the task's termination function), ``learned`` (a head of the
                 ensemble) or ``never``.
-            model_gemm_dtype: ``None`` (default: the model is fitted in fp32) or ``"bfloat16"``:
-                ``fit_ensemble(gemm_dtype=torch.bfloat16)``, bf16 autocast of the hidden layers'
-                GEMMs while fitting the ensemble (fp32 weights, loss, Adam and holdout MSE).
-                1.25-1.4x faster model epochs on CPUs with bf16 instructions (AVX512-BF16/AMX;
-                without them bf16 GEMMs are slower), same holdout MSE; opt-in because it changes
-                the numerics.
+            model_gemm_dtype: precision of the hidden layers' GEMMs while fitting the ensemble:
+                ``"bfloat16"`` (``fit_ensemble(gemm_dtype=torch.bfloat16)``: bf16 autocast; weights,
+                output layer, loss, Adam and holdout MSE stay fp32), ``"float32"`` (the MBPO code's
+                precision, bit-for-bit what it computes) or ``"auto"`` (default): bf16 where the
+                device has bf16 GEMMs in hardware (CPUs with AVX512-BF16 or AMX, CUDA GPUs with
+                bf16), fp32 elsewhere. bf16 makes a model epoch 1.3x faster on such CPUs for the
+                same holdout MSE and learning curves (docs/mbpo.md, Precision).
         """
         super().__init__(
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
@@ -128,8 +126,8 @@ class MBPO(SAC):
             raise ConfigError(
                 f"model_train_freq ({model_train_freq}) must be a multiple of frames_per_iteration ({frames_per_iteration})"
             )
-        if not any(model_gemm_dtype == allowed for allowed in MODEL_GEMM_DTYPES):
-            raise ConfigError(f"model_gemm_dtype must be one of {list(MODEL_GEMM_DTYPES)}, got {model_gemm_dtype!r}")
+        if model_gemm_dtype not in GEMM_PRECISIONS:
+            raise ConfigError(f"model_gemm_dtype must be one of {list(GEMM_PRECISIONS)}, got {model_gemm_dtype!r}")
         if termination not in TERMINATION_CHOICES:
             raise ConfigError(f"termination must be one of {TERMINATION_CHOICES}, got {termination!r}")
         done_fn = None
@@ -182,7 +180,7 @@ class MBPO(SAC):
         stats = fit_ensemble(
             wm.ensemble, inputs, targets, self.optimizers()[-1], batch_size=hp.model_batch_size,
             holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs, sync=SYNC,
-            gemm_dtype=MODEL_GEMM_DTYPES[hp.get("model_gemm_dtype")],
+            gemm_dtype=self.model_gemm_dtype(),
         )
         self.model_fits += 1
         elites = stats["elites"]
@@ -193,6 +191,16 @@ class MBPO(SAC):
             "model/fits": float(self.model_fits),
         })
         return stats
+
+    def model_gemm_dtype(self) -> torch.dtype | None:
+        """``fit_ensemble``'s ``gemm_dtype`` on this device (``model_gemm_dtype``; checkpoints from
+        before the setting had no key and were fitted in fp32). Said once, on the first fit."""
+        precision = self.hparams.get("model_gemm_dtype") or "float32"
+        dtype = gemm_dtype_for(precision, self.device)
+        if self.model_fits == 0:
+            rank_zero_info(f"MBPO: fitting the ensemble with {'bf16' if dtype else 'fp32'} GEMMs "
+                           f"(model_gemm_dtype={precision!r}, device {self.device})")
+        return dtype
 
     def imagine(self) -> None:
         """Branch ``rollout_batch_size`` k-step rollouts from real states into the model replay."""

@@ -1,8 +1,9 @@
 """Fitting the ``GaussianEnsemble`` as MBPO does (``BNN.train``; REFERENCE 1.3). Pure functions,
 no Lightning imports.
 
-The weight decays are terms of the loss (``GaussianEnsemble.loss``), so the optimizer is a plain
-Adam with MBPO's learning rate 1e-3 (``make_model_optimizer``).
+The optimizer (``make_model_optimizer``) is Adam with MBPO's learning rate 1e-3 and MBPO's per-layer
+weight decays as L2 ``weight_decay`` of one parameter group per layer: Adam then steps on
+``grad + decay_l * W_l``, the gradient of MBPO's loss term ``decay_l * l2_loss(W_l)``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,19 @@ from lightning_mbrl.models.world_model import GaussianEnsemble
 
 
 def make_model_optimizer(model: GaussianEnsemble, lr: float = 1e-3) -> torch.optim.Optimizer:
-    """Fused Adam over all the ensemble's parameters (MBPO: lr 1e-3, no optimizer weight decay)."""
+    """Fused Adam over all the ensemble's parameters (MBPO: lr 1e-3) with ``model.weight_decays``:
+    layer ``l``'s weights in a group with L2 ``weight_decay=decay_l`` (Adam adds ``decay_l * W_l``
+    to the gradient, inside the fused kernel), biases and log-variance bounds undecayed.
+
+    This is where MBPO's weight-decay loss term ``GaussianEnsemble.weight_decay_loss`` is trained:
+    an optimizer built otherwise trains the ensemble without it."""
     require_positive("lr", lr)
-    return adam(model.parameters(), lr=lr)
+    groups = [
+        {"params": [layer.weight], "weight_decay": decay} for decay, layer in zip(model.weight_decays, model.layers)
+    ]
+    undecayed = [layer.bias for layer in model.layers] + [model.max_logvar, model.min_logvar]
+    groups.append({"params": undecayed, "weight_decay": 0.0})
+    return adam(groups, lr=lr)
 
 
 def _total_loss(losses: TensorDict) -> torch.Tensor:
@@ -32,6 +43,33 @@ def _total_loss(losses: TensorDict) -> torch.Tensor:
 GEMM_DTYPES = (None, torch.bfloat16)
 """The allowed ``gemm_dtype`` values of ``fit_ensemble``: ``None`` (the parameters' dtype) or an
 autocast dtype."""
+
+
+def has_native_bf16_gemms(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA device with bf16 support, or a
+    CPU with AVX512-BF16 or AMX (elsewhere bf16 GEMMs are emulated and slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) probes
+        return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+    return False
+
+
+GEMM_PRECISIONS = ("auto", "float32", "bfloat16")
+"""Names of the ensemble's GEMM precision (MBPO's ``model_gemm_dtype``); see ``gemm_dtype_for``."""
+
+
+def gemm_dtype_for(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """``fit_ensemble``'s ``gemm_dtype`` for a precision name: ``"float32"`` -> ``None``,
+    ``"bfloat16"`` -> ``torch.bfloat16``, ``"auto"`` -> bf16 if ``has_native_bf16_gemms(device)``
+    else ``None``. Anything else is a ``ConfigError`` naming the allowed values."""
+    if precision not in GEMM_PRECISIONS:
+        raise ConfigError(f"model_gemm_dtype must be one of {list(GEMM_PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return torch.bfloat16 if has_native_bf16_gemms(device) else None
+    return torch.bfloat16 if precision == "bfloat16" else None
 
 
 def check_gemm_dtype(name: str, gemm_dtype: torch.dtype | None) -> None:
@@ -63,7 +101,8 @@ def fit_ensemble(
     2. Each member gets its own bootstrap of the training split (indices drawn with replacement,
        as many as training samples), reshuffled every epoch; an epoch is
        ``ceil(n_train / batch_size)`` Adam steps on ``[E, batch_size, *]`` minibatches (the last one
-       partial), minimising the sum of ``model.loss``'s ``loss_*`` terms.
+       partial), minimising the sum of ``model.loss``'s ``loss_*`` terms (and MBPO's weight decay,
+       which ``make_model_optimizer``'s Adam applies).
     3. After each epoch, member ``e``'s holdout MSE ``m_e`` (``model.holdout_mse``, no variance
        term) is compared with its best so far ``b_e`` (infinite at the start of the call): if
        ``(b_e - m_e) / b_e > improvement_threshold`` the member's parameters are snapshotted
@@ -102,7 +141,8 @@ def fit_ensemble(
     changes the numerics, so results are not bit-identical to the default's.
 
     Returns a TensorDict with ``holdout_mse [E]`` (after restoring), ``elites long [n_elites]``,
-    ``epochs`` (int64 scalar: epochs trained), ``train_loss`` (mean total loss of the last epoch).
+    ``epochs`` (int64 scalar: epochs trained), ``train_loss`` (mean over the last epoch's steps of the
+    sum of ``model.loss``'s ``loss_*`` terms; the weight decay, applied by the optimizer, is not in it).
     """
     n_members = model.n_members
     if inputs.dim() != 2 or inputs.shape[-1] != model.in_dim:

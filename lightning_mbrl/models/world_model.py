@@ -300,8 +300,10 @@ class GaussianEnsemble(nn.Module):
     # ------------------------------------------------------------------------------ losses
     def weight_decay_loss(self) -> Tensor:
         """``sum_l decay_l * 0.5 * ||W_l||^2`` over every layer's weights of all members (biases not
-        decayed): MBPO's ``decay * tf.nn.l2_loss(W)`` on the whole ``[E, in, out]`` variable."""
-        # dot(w, w) rather than w.square().sum(): one fused pass forward and backward (2x faster).
+        decayed): MBPO's ``decay * tf.nn.l2_loss(W)`` on the whole ``[E, in, out]`` variable.
+
+        Its value, for diagnostics: training applies its gradient ``decay_l * W_l`` through the
+        optimizer (``model_training.make_model_optimizer``), not through ``loss``."""
         return sum(
             (0.5 * decay) * torch.dot(layer.weight.view(-1), layer.weight.view(-1))
             for decay, layer in zip(self.weight_decays, self.layers)
@@ -313,11 +315,14 @@ class GaussianEnsemble(nn.Module):
         - ``loss_nll = sum_e mean_{b,d} [(mu - y)^2 exp(-logvar) + logvar]`` (Gaussian NLL up to
           constants and a factor 1/2, as MBPO);
         - ``loss_logvar_bounds = 0.01 sum(max_logvar) - 0.01 sum(min_logvar)``;
-        - ``loss_weight_decay = weight_decay_loss()``;
         - ``loss_bce = sum_e mean_{b,d} BCE(logit, y)`` over the logit columns (only if ``n_logits > 0``).
 
-        The training objective is the sum of the ``loss_*`` entries (``fit_ensemble`` sums them);
-        ``mse`` is a detached diagnostic (``mean_{e,b,d} (E[y_hat] - y)^2``).
+        The training objective is the sum of the ``loss_*`` entries (``fit_ensemble`` sums them)
+        plus MBPO's per-layer weight decay ``weight_decay_loss()``, whose gradient
+        ``decay_l * W_l`` the optimizer adds (``make_model_optimizer``: Adam's L2 ``weight_decay``
+        per layer, the same update; as a loss term its backward cost four passes over every weight
+        tensor per step, 15% of a CPU step at MBPO's sizes). ``mse`` is a detached diagnostic
+        (``mean_{e,b,d} (E[y_hat] - y)^2``).
         """
         if y.shape != (*x.shape[:-1], self.out_dim):
             raise ValueError(f"y must be [{', '.join(map(str, x.shape[:-1]))}, {self.out_dim}], got {tuple(y.shape)}")
@@ -328,7 +333,6 @@ class GaussianEnsemble(nn.Module):
         out = {
             "loss_nll": nll,
             "loss_logvar_bounds": 0.01 * self.max_logvar.sum() - 0.01 * self.min_logvar.sum(),
-            "loss_weight_decay": self.weight_decay_loss(),
         }
         if self.n_logits:
             bce = F.binary_cross_entropy_with_logits(mean[..., g:], y[..., g:], reduction="none")

@@ -194,11 +194,35 @@ def test_weight_decay_loss_is_half_squared_norm_of_weights_times_decay() -> None
         assert layer.bias.grad is None  # biases are not decayed
 
 
+def test_model_optimizer_steps_as_adam_on_the_loss_plus_mbpo_weight_decay_term() -> None:
+    """make_model_optimizer's per-layer L2 weight decay is MBPO's loss term decay_l * l2_loss(W_l):
+    three steps of it on the loss equal three steps of plain Adam on loss + weight_decay_loss()."""
+    model = make_ensemble()
+    reference = make_ensemble()
+    reference.load_state_dict(model.state_dict())
+    decayed = make_model_optimizer(model, lr=1e-2)
+    plain = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    assert [g["weight_decay"] for g in decayed.param_groups] == [*DECAYS, 0.0]
+    for step in range(3):
+        x, y = torch.randn(E, 9, IN, dtype=F64), torch.randn(E, 9, OUT, dtype=F64)
+        for net, optimizer, with_decay_term in ((model, decayed, False), (reference, plain, True)):
+            losses = net.loss(x, y)
+            loss = losses["loss_nll"] + losses["loss_logvar_bounds"]
+            if with_decay_term:
+                loss = loss + net.weight_decay_loss()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=name)
+    assert not torch.equal(model.layers[0].weight, make_ensemble().layers[0].weight)  # it trained
+
+
 def test_loss_terms_match_mbpo_formulas_and_reach_the_right_parameters() -> None:
     model = make_ensemble()
     x, y = torch.randn(E, 9, IN, dtype=F64), torch.randn(E, 9, OUT, dtype=F64)
     losses = model.loss(x, y)
-    assert set(losses.keys()) == {"loss_nll", "loss_logvar_bounds", "loss_weight_decay", "mse"}
+    assert set(losses.keys()) == {"loss_nll", "loss_logvar_bounds", "mse"}  # weight decay: the optimizer's
     nll = 0.0
     for e in range(E):
         mean, logvar = member_oracle(model, e, x[e])
@@ -212,7 +236,6 @@ def test_loss_terms_match_mbpo_formulas_and_reach_the_right_parameters() -> None
     reached = {
         "loss_nll": layer_params | {"max_logvar", "min_logvar"},
         "loss_logvar_bounds": {"max_logvar", "min_logvar"},
-        "loss_weight_decay": {f"layers.{i}.weight" for i in range(len(model.layers))},
     }
     for term, expected in reached.items():
         model.zero_grad(set_to_none=True)
@@ -770,5 +793,27 @@ def test_mbpo_model_gemm_dtype_is_checked() -> None:
     from lightning_mbrl.algos.mbpo import MBPO
     from lightning_mbrl.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"model_gemm_dtype must be one of \[None, 'bfloat16'\], got 'float16'"):
+    with pytest.raises(ConfigError, match=r"model_gemm_dtype must be one of \['auto', 'float32', 'bfloat16'\], got 'float16'"):
         MBPO("Pendulum-v1", termination="never", model_gemm_dtype="float16")
+    assert MBPO("Pendulum-v1", termination="never").hparams.model_gemm_dtype == "auto"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_gemm_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_gemms(monkeypatch, native) -> None:
+    from lightning_mbrl.models import model_training
+
+    monkeypatch.setattr(model_training, "has_native_bf16_gemms", lambda device: native)
+    assert model_training.gemm_dtype_for("auto", "cpu") is (torch.bfloat16 if native else None)
+    assert model_training.gemm_dtype_for("float32", "cpu") is None  # forced, whatever the hardware
+    assert model_training.gemm_dtype_for("bfloat16", "cpu") is torch.bfloat16
+
+
+def test_native_bf16_probe_answers_for_cpu_and_other_devices(monkeypatch) -> None:
+    from lightning_mbrl.models.model_training import has_native_bf16_gemms
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert has_native_bf16_gemms("cpu") is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert has_native_bf16_gemms("cpu") is True
+    assert has_native_bf16_gemms("meta") is False
