@@ -320,8 +320,8 @@ class GaussianEnsemble(nn.Module):
         The training objective is the sum of the ``loss_*`` entries (``fit_ensemble`` sums them)
         plus MBPO's per-layer weight decay ``weight_decay_loss()``, whose gradient
         ``decay_l * W_l`` the optimizer adds (``make_model_optimizer``: Adam's L2 ``weight_decay``
-        per layer, the same update; as a loss term its backward cost four passes over every weight
-        tensor per step, 15% of a CPU step at MBPO's sizes). ``mse`` is a detached diagnostic
+        per layer, the same update; as a loss term its backward made four passes over every weight
+        tensor per step). ``mse`` is a detached diagnostic
         (``mean_{e,b,d} (E[y_hat] - y)^2``).
         """
         if y.shape != (*x.shape[:-1], self.out_dim):

@@ -5,6 +5,8 @@ Both agents are evaluated every 250 frames with 10 deterministic episodes (the m
 1000). SAC runs up to 15,000 frames; if it never reaches 950, 15,000 is a lower bound on its frames
 to threshold and the ratio test still applies. A random policy scores about 5-10 and an agent that
 balances only briefly scores far below 950, so 950 means the pole stays up (almost) every episode.
+MBPO fits its model with the default precision (``model_gemm_dtype: auto``: bf16 GEMMs on CPUs with
+AVX512-BF16 or AMX, fp32 elsewhere); both were measured at 2000-2250 frames to 950 (README, Speed).
 """
 
 import csv
