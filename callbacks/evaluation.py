@@ -28,7 +28,19 @@ def run_episodes(env, policy, max_steps: int) -> tuple[Tensor, Tensor]:
     return returns.float(), lengths.float()
 
 
-class PolicyEval(pl.Callback):
+class EnvOwningCallback(pl.Callback):
+    """Base of the evaluation callbacks that own an env (``self._env``, built in ``on_fit_start``,
+    ``None`` where there is none): it is closed when fitting ends."""
+
+    _env = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class PolicyEval(EnvOwningCallback):
     """Every ``every_frames`` real frames, run ``episodes`` episodes of the deterministic (mean)
     policy as one batch and log ``eval/return`` (mean), ``eval/return_std`` and
     ``eval/episode_length``.
@@ -60,11 +72,6 @@ class PolicyEval(pl.Callback):
             self.seed = pl_module.rank_seed + EVAL_SEED_OFFSET
             self._env = pl_module.make_env(num_envs=self.episodes, seed=self.seed)
             self.schedule.start(pl_module.frames)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if self._env is None or not self.schedule.due(pl_module.frames):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.evaluation import EVAL_SEED_OFFSET, run_episodes
+from callbacks.evaluation import EVAL_SEED_OFFSET, EnvOwningCallback, run_episodes
 from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys
 from lightning_mbrl.data.collection import ActorPolicy
@@ -124,7 +124,7 @@ class OwnModel:
         return next_obs, reward, self.model.termination_fn(obs, action, next_obs).reshape(obs.shape[:-1]).bool()
 
 
-class PlannerEval(pl.Callback, abc.ABC):
+class PlannerEval(EnvOwningCallback, abc.ABC):
     """Schedule, episodes, model and logging shared by ``BootsEval`` and ``MPCEval``."""
 
     default_name = "planner"
@@ -216,11 +216,6 @@ class PlannerEval(pl.Callback, abc.ABC):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict  # applied in on_fit_start, once the own model exists
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if self._env is None or not self.schedule.due(pl_module.frames):

@@ -46,7 +46,7 @@ from torch import Tensor
 from torchrl.envs.libs.gym import GymWrapper
 from torchrl.envs.utils import step_mdp
 
-from callbacks.evaluation import EVAL_SEED_OFFSET
+from callbacks.evaluation import EVAL_SEED_OFFSET, EnvOwningCallback
 from callbacks.planning import PlannerEval
 from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys
@@ -109,7 +109,7 @@ def tensorboard_gif(logger: TensorBoardLogger, tag: str, gif: bytes, height: int
     writer.flush()
 
 
-class VideoEval(pl.Callback):
+class VideoEval(EnvOwningCallback):
     """Every ``every_frames`` real frames (``0`` disables), record one episode of the deterministic
     policy and, with ``planners``, one of each enabled ``BootsEval`` / ``MPCEval`` callback, as
     ``<run folder>/videos/<label>_frames=<N>.<format>`` and a TensorBoard GIF (tag ``video/<label>``);
@@ -174,11 +174,6 @@ class VideoEval(pl.Callback):
         self._planner_callbacks = [c for c in trainer.callbacks if isinstance(c, PlannerEval) and c.every_frames] \
             if self.planners else []
         self.schedule.start(pl_module.frames)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         # Every rank advances the schedule; only rank 0 (the one holding an env) records. No collectives.

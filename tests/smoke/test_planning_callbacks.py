@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks import BootsEval, MPCEval
+from callbacks.evaluation import EnvOwningCallback
 from lightning_mbrl.errors import ConfigError
 from tests.smoke.test_recipes import fit, metrics_rows
 
@@ -44,6 +45,8 @@ def test_boots_and_mpc_log_beside_the_policy(recipe, extra, in_tmp):
         assert [int(float(r["step"])) for r in rows if r.get(key)] == [100, 200], key
     if recipe.startswith("sac"):
         assert any(r.get("eval/boots/own_model_loss") for r in rows)
+    owners = [c for c in cli.trainer.callbacks if isinstance(c, EnvOwningCallback)]
+    assert len(owners) == 3 and all(c._env is None for c in owners)  # policy, BOOTS, MPC envs closed at fit end
 
 
 def state_hash(module: pl.LightningModule, trainer: pl.Trainer) -> str:
