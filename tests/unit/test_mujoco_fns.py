@@ -233,8 +233,9 @@ def test_reward_gradients_reach_next_obs_and_action(env_id: str) -> None:
 
 
 # ----------------------------------------------------------------------------- pieces and errors
-def test_center_of_mass_matches_mujoco_kinematics() -> None:
-    model = gym.make("Humanoid-v5").unwrapped.model
+@pytest.mark.parametrize("env_id", ["Humanoid-v5", "Ant-v5", "Hopper-v5", "HalfCheetah-v5"])  # free, slide, hinge
+def test_center_of_mass_matches_mujoco_kinematics(env_id: str) -> None:
+    model = gym.make(env_id).unwrapped.model
     data = mujoco.MjData(model)
     com = CenterOfMass(model)
     generator = torch.Generator().manual_seed(0)
