@@ -2,9 +2,10 @@
 
 SAC whose every minibatch is part real data and part *fresh* short rollouts of the current policy in
 a single deterministic SLBO model trained online alongside the agent. Rewards of imagined steps come
-from the task's known reward function; imagined steps never terminate (the BOOTS code forces
-``dones = False`` in its virtual env). Defaults are the BOOTS code's HalfCheetah settings; recipes
-set the per-task values.
+from the task's known reward function; by default imagined steps never terminate (the BOOTS code
+forces ``dones = False`` in its virtual env; ``imagined_termination: known`` ends them by the task's
+termination function instead). Defaults are the BOOTS code's HalfCheetah settings; recipes set the
+per-task values.
 
 One iteration (``training_step``):
 
@@ -33,6 +34,9 @@ from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
 from lightning_mbrl.models.slbo import DeterministicDynamics
 from lightning_mbrl.models.utils import adam
+
+
+IMAGINED_TERMINATION_CHOICES = ("never", "known")
 
 
 class MBSAC(SAC):
@@ -70,6 +74,7 @@ class MBSAC(SAC):
         # imagination
         real_ratio: float = 0.25,
         rollout_horizon: int = 3,
+        imagined_termination: str = "never",
     ) -> None:
         """
         Args:
@@ -84,6 +89,11 @@ class MBSAC(SAC):
             model_iters_per_update: model steps before each of the G SAC updates (BOOTS: 1).
             real_ratio: fraction of each batch drawn from real data; the rest is
                 ``n_starts * rollout_horizon`` imagined transitions (BOOTS: 64 + 64 x 3 = 256).
+            imagined_termination: ``never`` (BOOTS: every imagined transition bootstraps) or
+                ``known``: an imagined transition is terminal when the task's termination function
+                says so of its predicted next state, and every later step of that rollout is
+                terminal too (it starts from a state the real env would have ended in), so the
+                critics never bootstrap from states no real transition continues from.
         """
         super().__init__(
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
@@ -96,6 +106,10 @@ class MBSAC(SAC):
         for name in ("model_units", "model_lr", "model_batch_size", "model_grad_clip", "model_iters_per_update", "rollout_horizon"):
             require_positive(name, locals()[name])
         require_non_negative("model_blocks", model_blocks)
+        if imagined_termination not in IMAGINED_TERMINATION_CHOICES:
+            raise ConfigError(
+                f"imagined_termination must be one of {list(IMAGINED_TERMINATION_CHOICES)}, got {imagined_termination!r}"
+            )
         if model_pretrain_iters is None:
             model_pretrain_iters = init_random_frames
         require_non_negative("model_pretrain_iters", model_pretrain_iters)
@@ -183,12 +197,17 @@ class MBSAC(SAC):
     def imagined_batch(self) -> TensorDictBase:
         """``n_real`` real transitions and ``rollout_horizon``-step rollouts of the current stochastic
         policy from ``n_starts`` other real states, generated fresh for this update. Imagined
-        transitions carry ``terminated = False`` (BOOTS)."""
+        transitions carry ``terminated = False`` (BOOTS), or with ``imagined_termination: known``
+        the known termination of their next state, or of any earlier step of their rollout."""
         real = self.sample(self.n_real + self.n_starts).select(*keys.TRANSITION_KEYS)
         start = real[self.n_real :].get(keys.OBSERVATION)
         rollout = self.world_model.rollout(start, lambda obs: self.act(obs), self.hparams.rollout_horizon)
+        terminated = rollout.get(keys.TERMINATED)
+        if self.hparams.get("imagined_termination", "never") == "known":
+            terminated |= ~rollout.get(keys.MASK)
+        else:
+            terminated.zero_()
         imagined = rollout.select(*keys.TRANSITION_KEYS).reshape(-1)
-        imagined.get(keys.TERMINATED).zero_()
         self.rollouts += self.n_starts
         self.imagined += imagined.numel()
         return td_cat([real[: self.n_real], imagined], 0)

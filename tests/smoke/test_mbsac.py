@@ -65,6 +65,38 @@ def test_imagined_batch_composition(in_tmp):
     assert seen["chained"]
 
 
+@pytest.mark.parametrize("imagined_termination", ["never", "known"])
+def test_imagined_termination_is_the_known_one_carried_along_each_rollout(imagined_termination, in_tmp):
+    """``known``: step t of a rollout is terminal iff the termination function holds for the next
+    state of some step <= t; ``never`` (BOOTS): no imagined step is terminal, whatever the function."""
+    seen = {}
+
+    class Probe(pl.Callback):
+        def on_train_end(self, trainer, module):
+            # a termination that holds for about half of any batch, so both outcomes occur
+            module.world_model.termination_fn = lambda obs, action, next_obs: next_obs[..., 5] > obs[..., 5]
+            batch = module.imagined_batch()
+            imagined = batch[module.n_real :]
+            nxt = imagined[keys.NEXT_OBSERVATION].reshape(3, module.n_starts, -1)
+            obs = imagined[keys.OBSERVATION].reshape(3, module.n_starts, -1)
+            seen["done_here"] = nxt[..., 5] > obs[..., 5]
+            seen["terminated"] = imagined[keys.TERMINATED].reshape(3, module.n_starts)
+            seen["real"] = batch[: module.n_real][keys.TERMINATED].squeeze(-1)
+
+    model = MBSAC("Hopper-v5", env_kwargs={"exclude_current_positions_from_observation": False}, max_frames=110,
+                  init_random_frames=100, batch_size=64 + 3 * 64, real_ratio=0.25, hidden=(16, 16), model_units=16,
+                  model_pretrain_iters=20, imagined_termination=imagined_termination)
+    pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               callbacks=[Probe()]).fit(model)
+    done_here, terminated = seen["done_here"], seen["terminated"]
+    assert 0 < int(done_here.sum()) < done_here.numel()
+    if imagined_termination == "never":
+        assert not terminated.any()
+    else:
+        assert torch.equal(terminated, done_here.cummax(dim=0).values)  # terminal from the first termination on
+        assert terminated[2].sum() > terminated[0].sum()
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 def test_actor_and_critics_see_normalised_observations(normalize, in_tmp):
     model = MBSAC("HalfCheetah-v5", env_kwargs={"exclude_current_positions_from_observation": False},
@@ -86,6 +118,7 @@ def test_actor_and_critics_see_normalised_observations(normalize, in_tmp):
     (["--model.model_pretrain_iters=5", "--model.init_random_frames=0"], "needs init_random_frames > 0"),
     (["--model.model_units=0"], "model_units must be a positive number"),
     (["--model.alpha=-1"], "alpha must be >= 0"),
+    (["--model.imagined_termination=sometimes"], "imagined_termination must be one of ['never', 'known']"),
 ])
 def test_mbsac_config_errors(capsys, in_tmp, args, fragment):
     with pytest.raises(SystemExit) as exc:
