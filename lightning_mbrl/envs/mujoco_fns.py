@@ -299,7 +299,8 @@ def reward_fn(
     ``exclude_current_positions_from_observation=False``: the forward term is a position difference),
     Reacher and InvertedPendulum (any layout). Reads dt, the action bounds and (Humanoid) the body
     tree from one env instance built here. Ant and Humanoid need their contact forces in the
-    observation (``include_cfrc_ext_in_observation=True``, the default); with
+    observation (``include_cfrc_ext_in_observation=True``, the default) unless
+    ``contact_cost_weight=0`` (then the reward is exact without them); with
     ``allow_missing_contact_cost=True`` they accept observations without them and leave the contact
     cost out (error in ``docs/mujoco_fns.md``). Raises ``ConfigError`` (a ``ValueError``) otherwise.
     """
@@ -337,16 +338,17 @@ def reward_fn(
         terms["is_healthy"] = _healthy_fn(env_id, kwargs)
     if env_id in ("Ant-v5", "Humanoid-v5"):
         start, size = facts["cfrc_ext"]  # where the contact forces sit in the observation; size 0: absent
-        if size == 0 and not allow_missing_contact_cost:
+        weight = float(kwargs["contact_cost_weight"])
+        if size == 0 and weight != 0 and not allow_missing_contact_cost:
             raise ConfigError(
                 f"reward_fn({env_id!r}): the contact cost needs include_cfrc_ext_in_observation=True "
-                f"(or pass allow_missing_contact_cost=True to leave that term out)"
+                f"(or contact_cost_weight=0, or allow_missing_contact_cost=True to leave that term out)"
             )
-        if size > 0 and env_id == "Ant-v5":
+        if size > 0 and weight != 0 and env_id == "Ant-v5":
             terms["contact_cost"] = functools.partial(
                 _ant_contact_cost, weight=float(kwargs["contact_cost_weight"]), start=start, size=size,
                 force_range=tuple(kwargs["contact_force_range"]))
-        elif size > 0:
+        elif size > 0 and weight != 0:
             terms["contact_cost"] = functools.partial(
                 _humanoid_contact_cost, weight=float(kwargs["contact_cost_weight"]), start=start, size=size,
                 cost_range=tuple(kwargs["contact_cost_range"]))

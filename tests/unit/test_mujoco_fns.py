@@ -160,6 +160,10 @@ EXACT_REWARD_CASES = [
     # Ant and Humanoid: every term but the forward one is exact (healthy, env-unit control, contact).
     ("Ant-v5", {**WITH_X, "forward_reward_weight": 0.0}),
     ("Humanoid-v5", {**WITH_X, "forward_reward_weight": 0.0}),
+    # Without the contact forces in the observation, contact_cost_weight=0 keeps the reward exact.
+    ("Ant-v5", {**WITH_X, **ANT_MBPO, "forward_reward_weight": 0.0, "contact_cost_weight": 0.0}),
+    ("Humanoid-v5", {**WITH_X, "include_cfrc_ext_in_observation": False, "forward_reward_weight": 0.0,
+                     "contact_cost_weight": 0.0}),
 ]
 
 
