@@ -99,18 +99,25 @@ class MBRLCLI(LightningCLI):
             ) from None
 
     def before_instantiate_classes(self) -> None:
-        """Give the default CSV and TensorBoard loggers one shared ``runs/<recipe>/version_N``."""
+        """Give the default CSV and TensorBoard loggers one shared ``runs/<recipe>/version_N``, or the
+        folder named by ``--trainer.logger.init_args.version NAME`` (which sets it on the last logger
+        only) for both."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         loggers = config.trainer.logger
         if not isinstance(loggers, list):
             return
         dirs = {(lg.init_args.save_dir, lg.init_args.name) for lg in loggers if "init_args" in lg}
-        if len(dirs) != 1 or any(lg.init_args.get("version") is not None for lg in loggers):
+        versions = {lg.init_args.get("version") for lg in loggers if "init_args" in lg} - {None}
+        if len(dirs) != 1 or len(versions) > 1:
             return
-        root = Path(*dirs.pop())
-        taken = [int(p.name.split("_")[1]) for p in root.glob("version_*") if p.name.split("_")[1].isdigit()]
+        if versions:
+            version = versions.pop()
+        else:
+            root = Path(*dirs.pop())
+            taken = [int(p.name.split("_")[1]) for p in root.glob("version_*") if p.name.split("_")[1].isdigit()]
+            version = max(taken, default=-1) + 1
         for lg in loggers:
-            lg.init_args.version = max(taken, default=-1) + 1
+            lg.init_args.version = version
 
 
 def run_recipe(model_class: type[pl.LightningModule], config: str | Path | None,

@@ -135,3 +135,13 @@ def test_checkpoint_holds_no_runtime_objects_and_reloads(in_tmp):
     assert reloaded.frames == 200
     obs = torch.randn(8, 3)
     torch.testing.assert_close(reloaded.act(obs, deterministic=True), cli.model.act(obs, deterministic=True))
+
+
+def test_a_named_version_is_one_folder_for_both_loggers(in_tmp):
+    """``--trainer.logger.init_args.version`` reaches only the last of the two default loggers; the CLI
+    gives the name to both, so metrics, config, events and checkpoints share one run folder."""
+    cli = fit("sac_pendulum", "--trainer.logger.init_args.version=ablation_a")
+    run = in_tmp / "runs" / "sac_pendulum" / "ablation_a"
+    assert [pathlib.Path(lg.log_dir).resolve() for lg in cli.trainer.loggers] == [run.resolve()] * 2
+    assert (run / "metrics.csv").is_file() and (run / "config.yaml").is_file() and list(run.glob("events.out.*"))
+    assert not list(run.parent.glob("version_*"))
