@@ -9,7 +9,6 @@ qvel are read from the observation, so the observation must keep x: the MBSAC re
 predicted one from the model. Printed: the known reward's error on the prediction, the mean
 ``|Q(s'_model, mu(s'_model)) - Q(s'_real, mu(s'_real))|`` over both critics, and, when the observation
 has contact forces, the same gap with the prediction's contact forces replaced by the real ones.
-Observation layouts with cinert/cvel/qfrc_actuator are read from the env's ``observation_structure``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 
 from lightning_mbrl import keys
 from lightning_mbrl.algos.mbsac import MBSAC
-from lightning_mbrl.envs.mujoco_fns import reward_fn
+from lightning_mbrl.envs.mujoco_fns import contact_force_slice, reward_fn
 
 
 def load(path: str) -> tuple[MBSAC, dict]:
@@ -78,17 +77,14 @@ def main() -> None:
     gap = (value(module, predicted) - q_real).abs().mean()
     print(f"Q at the real next state {q_real.mean():.1f}; |Q(model) - Q(real)| {gap:.1f}")
 
-    structure = gym.make(env_id, **env_kwargs).unwrapped.observation_structure
-    size = int(structure.get("cfrc_ext", 0))
-    if size:
-        start = sum(int(n) for name, n in structure.items() if name in ("qpos", "qvel", "cinert", "cvel", "qfrc_actuator"))
+    forces = contact_force_slice(env_id, env_kwargs)
+    if forces.stop > forces.start:
         mixed = predicted.clone()
-        mixed[:, start:start + size] = real[:, start:start + size]
-        force_error = (predicted - real)[:, start:start + size]
+        mixed[:, forces] = real[:, forces]
+        force_error = (predicted - real)[:, forces]
         print(f"contact forces: prediction error rms {force_error.square().mean().sqrt():.1f}, "
               f"max {force_error.abs().max():.0f}; with the real ones: |Q(model) - Q(real)| "
               f"{(value(module, mixed) - q_real).abs().mean():.1f}")
-
 
 if __name__ == "__main__":
     main()

@@ -110,6 +110,7 @@ class MBSAC(SAC):
             raise ConfigError(
                 f"imagined_termination must be one of {list(IMAGINED_TERMINATION_CHOICES)}, got {imagined_termination!r}"
             )
+        self.terminate_imagined = imagined_termination == "known"
         if model_pretrain_iters is None:
             model_pretrain_iters = init_random_frames
         require_non_negative("model_pretrain_iters", model_pretrain_iters)
@@ -203,7 +204,7 @@ class MBSAC(SAC):
         start = real[self.n_real :].get(keys.OBSERVATION)
         rollout = self.world_model.rollout(start, lambda obs: self.act(obs), self.hparams.rollout_horizon)
         terminated = rollout.get(keys.TERMINATED)
-        if self.hparams.get("imagined_termination", "never") == "known":
+        if self.terminate_imagined:
             terminated |= ~rollout.get(keys.MASK)
         else:
             terminated.zero_()

@@ -344,16 +344,24 @@ def reward_fn(
                 f"reward_fn({env_id!r}): the contact cost needs include_cfrc_ext_in_observation=True "
                 f"(or contact_cost_weight=0, or allow_missing_contact_cost=True to leave that term out)"
             )
-        if size > 0 and weight != 0 and env_id == "Ant-v5":
-            terms["contact_cost"] = functools.partial(
-                _ant_contact_cost, weight=float(kwargs["contact_cost_weight"]), start=start, size=size,
-                force_range=tuple(kwargs["contact_force_range"]))
-        elif size > 0 and weight != 0:
-            terms["contact_cost"] = functools.partial(
-                _humanoid_contact_cost, weight=float(kwargs["contact_cost_weight"]), start=start, size=size,
-                cost_range=tuple(kwargs["contact_cost_range"]))
+        if size > 0 and weight != 0:
+            if env_id == "Ant-v5":
+                terms["contact_cost"] = functools.partial(
+                    _ant_contact_cost, weight=weight, start=start, size=size,
+                    force_range=tuple(kwargs["contact_force_range"]))
+            else:
+                terms["contact_cost"] = functools.partial(
+                    _humanoid_contact_cost, weight=weight, start=start, size=size,
+                    cost_range=tuple(kwargs["contact_cost_range"]))
     return functools.partial(_locomotion_reward, forward_velocity=forward_velocity,
                              forward_weight=float(kwargs["forward_reward_weight"]), ctrl_cost=ctrl_cost, **terms)
+
+
+def contact_force_slice(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> slice:
+    """Where ``cfrc_ext`` sits in the observation of ``make_env(env_id, **env_kwargs)`` (Ant, Humanoid);
+    an empty slice when the observation has none."""
+    start, size = _model_facts(env_id, json.dumps(dict(env_kwargs or {}), sort_keys=True))["cfrc_ext"]
+    return slice(start, start + size)
 
 
 # ============================================================================ centre of mass

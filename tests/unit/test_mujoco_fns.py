@@ -26,6 +26,7 @@ from lightning_mbrl.envs import make_env
 from lightning_mbrl.envs.mujoco_fns import (
     V5_DEFAULTS,
     CenterOfMass,
+    contact_force_slice,
     hopper_is_healthy,
     never_terminated,
     reward_fn,
@@ -199,6 +200,20 @@ def test_missing_contact_forces_raise_unless_allowed() -> None:
     # Ant's clipped contact cost is at most 5e-4 * 78: leaving it out stays within the forward-term error.
     error = reward_error("Ant-v5", {**WITH_X, **ANT_MBPO}, allow_missing_contact_cost=True)
     assert error.max() < 0.1
+
+
+def test_contact_force_slice_is_where_the_env_puts_cfrc_ext() -> None:
+    env = gym.make("Humanoid-v5", **WITH_X).unwrapped
+    data = env.data
+    env.reset(seed=0)
+    for _ in range(40):  # until the feet touch the floor
+        obs, *_ = env.step(env.action_space.sample())
+    forces = contact_force_slice("Humanoid-v5", WITH_X)
+    assert forces == slice(272, 350) and data.cfrc_ext[1:].any()
+    assert (obs[forces] == data.cfrc_ext[1:].flatten()).all()
+    empty = contact_force_slice("Humanoid-v5", {**WITH_X, "include_cfrc_ext_in_observation": False})
+    assert empty.stop == empty.start
+    env.close()
 
 
 def test_reward_keeps_leading_batch_dims() -> None:
