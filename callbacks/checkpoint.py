@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,10 @@ class FrameCheckpoint(pl.Callback):
     atomic on POSIX file systems), so an interrupted write never replaces a good checkpoint;
     ``frames=<N>.ckpt`` is a hard link to it (no second copy on disk; a copy where links are not
     supported), made the same way. ``keep`` bounds the number of ``frames=*.ckpt`` files kept (oldest
-    removed first; ``0`` keeps all).
+    removed first; ``0`` keeps all), counting those a resumed run finds in its folder.
+
+    Every checkpoint of the trainer records, under ``"run"``, the algorithm class and the recipe (set by
+    the CLI), so that ``fit --ckpt_path`` can refuse a checkpoint of another recipe.
     """
 
     def __init__(self, every_frames: int = 50_000, dirpath: str | None = None, keep: int = 2) -> None:
@@ -31,6 +35,9 @@ class FrameCheckpoint(pl.Callback):
         self.dirpath, self.keep = dirpath, keep
         self.saved: list[Path] = []
         self._last_saved_at: int | None = None
+        self.recipe: str | None = None  # set by the CLI; saved in every checkpoint
+        self.last_saved: Path | None = None  # this fit's newest last.ckpt and its frame count
+        self.last_saved_frames: int | None = None
 
     def directory(self, trainer: pl.Trainer) -> Path:
         if self.dirpath is not None:
@@ -40,6 +47,16 @@ class FrameCheckpoint(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.schedule.start(pl_module.frames)
+        directory = self.directory(trainer)
+        if trainer.is_global_zero and directory.is_dir():  # a resumed run continues its folder: count its files
+            found = {int(m[1]): p for p in directory.glob("frames=*.ckpt")
+                     if (m := re.fullmatch(r"frames=(\d+)\.ckpt", p.name))}
+            self.saved = [found[n] for n in sorted(found) if n <= pl_module.frames]
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        cls = type(pl_module)
+        checkpoint["run"] = {"recipe": self.recipe, "algorithm": f"{cls.__module__}.{cls.__qualname__}"}
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if self.schedule.due(pl_module.frames):
@@ -56,6 +73,7 @@ class FrameCheckpoint(pl.Callback):
         tmp = last.with_name("last.ckpt.tmp")
         trainer.save_checkpoint(tmp)  # every rank calls it (it gathers every rank's state); rank 0 writes
         self._last_saved_at = pl_module.frames
+        self.last_saved, self.last_saved_frames = last, pl_module.frames
         if not trainer.is_global_zero:
             return
         os.replace(tmp, last)

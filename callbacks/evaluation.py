@@ -1,15 +1,16 @@
-"""Deterministic-policy evaluation on a schedule of real env frames."""
+"""Deterministic-policy evaluation on a schedule of real env frames, and the base every evaluator shares."""
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
 from callbacks.schedule import FrameSchedule
-from lightning_mbrl import keys
+from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.errors import ConfigError
 from lightning_mbrl.protocols import EnvMaker, Policy
@@ -28,6 +29,16 @@ def run_episodes(env, policy, max_steps: int) -> tuple[Tensor, Tensor]:
     return returns.float(), lengths.float()
 
 
+def counting(act: Callable[[Tensor], Tensor], tick: Callable[[], None]) -> Callable[[Tensor], Tensor]:
+    """``act`` that calls ``tick()`` once per call (one step of a batch of envs), for progress reports."""
+
+    def counted(observation: Tensor) -> Tensor:
+        tick()
+        return act(observation)
+
+    return counted
+
+
 class EnvOwningCallback(pl.Callback):
     """Base of the evaluation callbacks that own an env (``self._env``, built in ``on_fit_start``,
     ``None`` where there is none): it is closed when fitting ends."""
@@ -40,10 +51,33 @@ class EnvOwningCallback(pl.Callback):
             self._env = None
 
 
-class PolicyEval(EnvOwningCallback):
-    """Every ``every_frames`` real frames, run ``episodes`` episodes of the deterministic (mean)
-    policy as one batch and log ``eval/return`` (mean), ``eval/return_std`` and
-    ``eval/episode_length``.
+class PeriodicEval(EnvOwningCallback, abc.ABC):
+    """Base of the evaluators (``PolicyEval``, ``BootsEval``, ``MPCEval``, ``VideoEval``): ``run`` every
+    ``schedule.every_frames`` real frames, and once more when training ends unless it just ran at that
+    frame count, so a run shorter than ``every_frames`` is still evaluated at its end (``0`` disables
+    both). Every rank runs it at the same frame counts (evaluators gather their results across ranks).
+    The end evaluation happens in ``on_train_end``, before ``FrameCheckpoint`` writes the final
+    checkpoint (the CLI lists the ``trainer.callbacks`` before the ``checkpoint`` section's callback)."""
+
+    schedule: FrameSchedule
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.schedule.due(pl_module.frames):
+            self.run(trainer, pl_module, at_end=False)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.schedule.due_at_end(pl_module.frames):
+            self.run(trainer, pl_module, at_end=True)
+
+    @abc.abstractmethod
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_end: bool) -> None:
+        """Evaluate now and log (``at_end``: from ``on_train_end``, where Lightning's ``self.log`` is not allowed)."""
+
+
+class PolicyEval(PeriodicEval):
+    """Every ``every_frames`` real frames and at the end of training (``PeriodicEval``), run
+    ``episodes`` episodes of the deterministic (mean) policy as one batch and log ``eval/return``
+    (mean), ``eval/return_std`` and ``eval/episode_length``.
 
     Works with any module that is a ``protocols.Policy`` and ``protocols.EnvMaker``. It runs
     under ``no_grad`` with the global RNG state restored afterwards, so it never changes training.
@@ -73,9 +107,7 @@ class PolicyEval(EnvOwningCallback):
             self._env = pl_module.make_env(num_envs=self.episodes, seed=self.seed)
             self.schedule.start(pl_module.frames)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self._env is None or not self.schedule.due(pl_module.frames):
-            return
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_end: bool) -> None:
         returns, lengths = self.evaluate(pl_module)
         self.calls += 1
         # Every rank evaluates at the same frame count, so the gathers below never deadlock.
@@ -87,11 +119,15 @@ class PolicyEval(EnvOwningCallback):
             "eval/return_std": float(returns.std(unbiased=False)),
             "eval/episode_length": float(lengths.mean()),
         })
-        pl_module.log("eval/return", self.last_return, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        if not at_end:
+            pl_module.log("eval/return", self.last_return, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     def evaluate(self, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor]:
         max_steps = self.max_episode_steps or pl_module.spec.max_episode_steps or 1000
-        policy = ActorPolicy(lambda obs: pl_module.act(obs.to(pl_module.device), deterministic=True).cpu())
-        with torch.no_grad(), torch.random.fork_rng():
+
+        def act(obs: Tensor) -> Tensor:
+            return pl_module.act(obs.to(pl_module.device), deterministic=True).cpu()
+
+        with progress.phase("eval policy", max_steps, unit="steps") as tick, torch.no_grad(), torch.random.fork_rng():
             self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
-            return run_episodes(self._env, policy, max_steps)
+            return run_episodes(self._env, ActorPolicy(counting(act, tick)), max_steps)

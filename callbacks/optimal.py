@@ -12,9 +12,10 @@ from lightning_mbrl.errors import ConfigError
 
 
 class OptimalReturn(pl.Callback):
-    """Every ``every_frames`` real frames, log ``eval/optimal_return``: the best expected episode return
-    of the task, computed exactly (the 1-D piecewise-linear MDPs, ``pwl/...``), so that the gap of
-    ``eval/return`` and ``eval/boots*/return`` to the optimum is visible on the same plot."""
+    """Every ``every_frames`` real frames and at the end of training, log ``eval/optimal_return``: the
+    best expected episode return of the task, computed exactly (the 1-D piecewise-linear MDPs,
+    ``pwl/...``), so that the gap of ``eval/return`` and ``eval/boots*/return`` to the optimum is
+    visible on the same plot."""
 
     def __init__(self, every_frames: int = 1_000) -> None:
         self.schedule = FrameSchedule(every_frames)
@@ -29,6 +30,9 @@ class OptimalReturn(pl.Callback):
         self.schedule.start(pl_module.frames)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if not self.schedule.due(pl_module.frames):
-            return
-        pl_module.log_to_loggers({"eval/optimal_return": self.value})
+        if self.schedule.due(pl_module.frames):
+            pl_module.log_to_loggers({"eval/optimal_return": self.value})
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.schedule.due_at_end(pl_module.frames):  # beside the evaluators' end evaluation
+            pl_module.log_to_loggers({"eval/optimal_return": self.value})

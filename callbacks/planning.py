@@ -1,9 +1,10 @@
 """BOOTS and MPC evaluation: thin callbacks over ``lightning_mbrl.planners``.
 
-Every ``every_frames`` real frames they run ``episodes`` episodes of the planner, all stepped
-together, and log ``eval/<name>/return`` (mean), ``eval/<name>/return_std`` and
-``eval/<name>/episode_length`` next to the plain policy's ``eval/return``; ``name`` is ``boots`` or
-``mpc`` unless given (two BootsEval with different ``horizon`` need different names).
+Every ``every_frames`` real frames and at the end of training (``callbacks.evaluation.PeriodicEval``)
+they run ``episodes`` episodes of the planner, all stepped together, and log ``eval/<name>/return``
+(mean), ``eval/<name>/return_std`` and ``eval/<name>/episode_length`` next to the plain policy's
+``eval/return``; ``name`` is ``boots`` or ``mpc`` unless given (two BootsEval with different
+``horizon`` need different names).
 
 What they read from the module (``lightning_mbrl.protocols``): ``q_values`` (min over the twin
 critics) or ``q_all`` (discrete actions), ``policy_dist`` (pre-tanh mean and log-std, for BOOTS over
@@ -28,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from callbacks.evaluation import EVAL_SEED_OFFSET, EnvOwningCallback, run_episodes
+from callbacks.evaluation import EVAL_SEED_OFFSET, PeriodicEval, counting, run_episodes
 from callbacks.schedule import FrameSchedule
-from lightning_mbrl import keys
+from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
@@ -87,8 +88,9 @@ class OwnModel:
     def encode(self, action: Tensor) -> Tensor:
         return F.one_hot(action.long(), self.n_actions).float() if self.n_actions is not None else action
 
-    def fit(self, buffer: Any, steps: int) -> float:
-        """Feed the normalisers the transitions added since the last fit, then ``steps`` Adam steps."""
+    def fit(self, buffer: Any, steps: int, tick: Callable[[], None] = lambda: None) -> float:
+        """Feed the normalisers the transitions added since the last fit, then ``steps`` Adam steps
+        (``tick()`` after each, for progress reports)."""
         data = buffer[self.seen : len(buffer)]
         self.seen = len(buffer)
         self.model.update_normalizers(data[keys.OBSERVATION], data[keys.NEXT_OBSERVATION])
@@ -103,6 +105,7 @@ class OwnModel:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
                 self.optimizer.step()
                 loss = losses["loss_l2"].detach()
+                tick()
         return float(loss)
 
     def state_dict(self) -> dict[str, Any]:
@@ -124,7 +127,7 @@ class OwnModel:
         return next_obs, reward, self.model.termination_fn(obs, action, next_obs).reshape(obs.shape[:-1]).bool()
 
 
-class PlannerEval(EnvOwningCallback, abc.ABC):
+class PlannerEval(PeriodicEval):
     """Schedule, episodes, model and logging shared by ``BootsEval`` and ``MPCEval``."""
 
     default_name = "planner"
@@ -217,9 +220,7 @@ class PlannerEval(EnvOwningCallback, abc.ABC):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict  # applied in on_fit_start, once the own model exists
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self._env is None or not self.schedule.due(pl_module.frames):
-            return
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_end: bool) -> None:
         row = self.evaluate(pl_module)
         self.calls += 1
         returns = trainer.strategy.all_gather(row.pop("returns").to(pl_module.device)).flatten()
@@ -239,10 +240,12 @@ class PlannerEval(EnvOwningCallback, abc.ABC):
         row: dict[str, Any] = {}
         with torch.no_grad(), torch.random.fork_rng(devices=[module.device] if module.device.type == "cuda" else []):
             if self.own_model is not None:
-                row["own_model_loss"] = self.own_model.fit(module.runtime.buffer, self.own_model_steps)
+                with progress.phase(f"eval {self.name}: model fit", self.own_model_steps, unit="steps") as tick:
+                    row["own_model_loss"] = self.own_model.fit(module.runtime.buffer, self.own_model_steps, tick)
             act = self.make_actor(module, self.episodes)
             self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
-            row["returns"], row["lengths"] = run_episodes(self._env, ActorPolicy(act), max_steps)
+            with progress.phase(f"eval {self.name}", max_steps, unit="steps") as tick:
+                row["returns"], row["lengths"] = run_episodes(self._env, ActorPolicy(counting(act, tick)), max_steps)
         return row
 
     def make_actor(self, module: pl.LightningModule, n_envs: int) -> Callable[[Tensor], Tensor]:

@@ -1,9 +1,10 @@
 """Videos of evaluation episodes: the deterministic policy, and BOOTS/MPC where their callbacks run.
 
-Every ``every_frames`` real frames, on global rank 0, ``VideoEval`` renders one episode of the
-deterministic (mean) policy with MuJoCo's offscreen renderer and, with ``planners: true``, one
-episode of each ``BootsEval`` / ``MPCEval`` in the trainer's callbacks (acting with that callback's
-planner, labelled by its ``name``). Each episode is
+Every ``every_frames`` real frames and at the end of training (``callbacks.evaluation.PeriodicEval``),
+on global rank 0, ``VideoEval`` renders one episode of the deterministic (mean) policy with MuJoCo's
+offscreen renderer and, with ``planners: true``, one episode of each ``BootsEval`` / ``MPCEval`` in
+the trainer's callbacks (acting with that callback's planner, labelled by its ``name``). Each
+episode is
 
 - saved as ``<run folder>/videos/<label>_frames=<N>.mp4`` (or ``.gif``), the run folder being
   ``trainer.log_dir`` (``runs/<recipe>/version_N`` from the CLI) or ``trainer.default_root_dir``;
@@ -46,10 +47,10 @@ from torch import Tensor
 from torchrl.envs.libs.gym import GymWrapper
 from torchrl.envs.utils import step_mdp
 
-from callbacks.evaluation import EVAL_SEED_OFFSET, EnvOwningCallback
+from callbacks.evaluation import EVAL_SEED_OFFSET, PeriodicEval
 from callbacks.planning import PlannerEval
 from callbacks.schedule import FrameSchedule
-from lightning_mbrl import keys
+from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.errors import ConfigError
 from lightning_mbrl.protocols import EnvMaker, Policy
@@ -109,11 +110,11 @@ def tensorboard_gif(logger: TensorBoardLogger, tag: str, gif: bytes, height: int
     writer.flush()
 
 
-class VideoEval(EnvOwningCallback):
-    """Every ``every_frames`` real frames (``0`` disables), record one episode of the deterministic
-    policy and, with ``planners``, one of each enabled ``BootsEval`` / ``MPCEval`` callback, as
-    ``<run folder>/videos/<label>_frames=<N>.<format>`` and a TensorBoard GIF (tag ``video/<label>``);
-    log ``video/<label>/return`` and ``video/<label>/length``.
+class VideoEval(PeriodicEval):
+    """Every ``every_frames`` real frames and at the end of training (``0`` disables both), record one
+    episode of the deterministic policy and, with ``planners``, one of each enabled ``BootsEval`` /
+    ``MPCEval`` callback, as ``<run folder>/videos/<label>_frames=<N>.<format>`` and a TensorBoard
+    GIF (tag ``video/<label>``); log ``video/<label>/return`` and ``video/<label>/length``.
 
     ``max_episode_steps``: episode cap (default: the task's time limit); ``width``, ``height``: frame
     size in pixels; ``fps``: playback rate; ``format``: ``mp4`` or ``gif``; ``camera``: a MuJoCo camera
@@ -175,15 +176,17 @@ class VideoEval(EnvOwningCallback):
             if self.planners else []
         self.schedule.start(pl_module.frames)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_end: bool) -> None:
         # Every rank advances the schedule; only rank 0 (the one holding an env) records. No collectives.
-        if not self.schedule.due(pl_module.frames) or self._env is None:
+        if self._env is None:
             return
         self.calls += 1
         row: dict[str, float] = {}
         for label, make_act in self.actors(pl_module):
-            frames, episode_return, length = self.record(pl_module, make_act)
-            self.publish(trainer, label, frames, pl_module.frames)
+            frames, episode_return, length = self.record(pl_module, make_act, label)
+            with progress.phase(f"video {label}: writing", 1, unit="files") as tick:
+                self.publish(trainer, label, frames, pl_module.frames)
+                tick()
             row[f"video/{label}/return"] = episode_return
             row[f"video/{label}/length"] = float(length)
         pl_module.log_to_loggers(row)
@@ -250,12 +253,13 @@ class VideoEval(EnvOwningCallback):
             actors.append((cb.name, lambda cb=cb: cb.make_actor(pl_module, 1)))
         return actors
 
-    def record(self, pl_module: pl.LightningModule, make_act: Callable[[], Callable[[Tensor], Tensor]]
-               ) -> tuple[list[np.ndarray], float, int]:
+    def record(self, pl_module: pl.LightningModule, make_act: Callable[[], Callable[[Tensor], Tensor]],
+               label: str = "policy") -> tuple[list[np.ndarray], float, int]:
         """One episode from the seeded start state: ``(frames, return, length)``, ``length + 1`` frames."""
         env = self._env
         max_steps = self.max_episode_steps or pl_module.spec.max_episode_steps or 1000
-        with torch.no_grad(), torch.random.fork_rng(devices=_devices(pl_module)):
+        with (torch.no_grad(), torch.random.fork_rng(devices=_devices(pl_module)),
+              progress.phase(f"video {label}", max_steps, unit="steps") as tick):
             policy = ActorPolicy(make_act())
             env.set_seed(self._seed)
             td = env.reset()
@@ -264,6 +268,7 @@ class VideoEval(EnvOwningCallback):
             for _ in range(max_steps):
                 td = env.step(policy(td))
                 frames.append(self.render(env))
+                tick()
                 episode_return = float(td.get(keys.NEXT_EPISODE_RETURN).sum())
                 length = int(td.get((keys.NEXT, keys.STEP_COUNT)).sum())
                 if bool(td.get(keys.DONE).any()):

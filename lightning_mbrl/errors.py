@@ -22,3 +22,8 @@ def require_non_negative(name: str, value: int | float) -> None:
 def require_in_range(name: str, value: float, low: float, high: float) -> None:
     if not (low <= value <= high):
         raise ConfigError(f"{name} must be in [{low}, {high}], got {value!r}")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite value or a loss that exploded (``callbacks.DivergenceGuard``).
+    The CLI prints its one-line message without a traceback and exits with code 1."""

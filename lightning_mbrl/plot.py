@@ -2,12 +2,15 @@
 
     python -m lightning_mbrl.plot runs/mbsac_halfcheetah/version_0 runs/mbsac_halfcheetah/version_1 ...
         [--out plots] [--title TEXT]
+    python -m lightning_mbrl.plot runs            # every run below a folder, as tensorboard --logdir takes
 
-Reads each run's ``metrics.csv`` (the CSV logger's; env frames in the ``step`` column) and groups runs
-by their recipe (the run folder's parent, e.g. ``mbsac_halfcheetah``): the runs of one recipe are its
-seeds. For every evaluator that logged a return (``eval/return`` of the policy, ``eval/<name>/return``
-of BOOTS, MPC, ...) it draws the mean over seeds against env frames with a 95% interval (Student t
-over the seeds, at the frames every seed evaluated), and writes:
+Takes run folders or folders above them (every folder holding a ``metrics.csv`` at or below a given one
+is a run), reads each run's ``metrics.csv`` (the CSV logger's; env frames in the ``step`` column; rows
+are appended as they are logged, so a running, killed or resumed run works too) and groups runs by their
+recipe (the run folder's parent, e.g. ``mbsac_halfcheetah``): the runs of one recipe are its seeds. For
+every evaluator that logged a return (``eval/return`` of the policy, ``eval/<name>/return`` of BOOTS,
+MPC, ...) it draws the mean over seeds against env frames with a 95% interval (Student t over the seeds,
+at the frames every seed evaluated), and writes:
 
 - ``<out>/curves.png``: one line per (recipe, evaluator), ``eval/optimal_return`` dashed if logged;
 - ``<out>/final_returns.md``: the last common evaluation of each line: mean, 95% half-width, seeds.
@@ -35,23 +38,55 @@ def t95(n: int) -> float:
 
 
 def read_run(run: Path) -> dict[str, dict[int, float]]:
-    """``{evaluator: {frames: return}}`` of one run (``policy`` for ``eval/return``) plus ``optimal``."""
+    """``{evaluator: {frames: return}}`` of one run (``policy`` for ``eval/return``) plus ``optimal``.
+    A row still being written by a running run (or cut by a kill) is skipped."""
     path = run / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run}: no metrics.csv (expected a run folder such as runs/<recipe>/version_0)")
     curves: dict[str, dict[int, float]] = defaultdict(dict)
-    with open(path) as f:
+    with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            frames = int(float(row["step"]))
+            frames = _number(row.get("step"))
+            if frames is None:
+                continue
             for key, value in row.items():
-                if not value:
+                if not isinstance(key, str) or (number := _number(value, float)) is None:
                     continue
                 match = RETURN_KEY.match(key)
                 if match:
-                    curves[match["name"] or "policy"][frames] = float(value)
+                    curves[match["name"] or "policy"][frames] = number
                 elif key == "eval/optimal_return":
-                    curves["optimal"][frames] = float(value)
+                    curves["optimal"][frames] = number
     return dict(curves)
+
+
+def _number(text: object, kind: type = int) -> float | int | None:
+    try:
+        return kind(float(text)) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """The run folders (holding ``metrics.csv``) at or below each path, in order, without repeats."""
+    runs: dict[Path, Path] = {}
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_file():
+            if path.name != "metrics.csv":
+                raise FileNotFoundError(f"{path}: not a run folder or its metrics.csv")
+            found = [path.parent]
+        elif (path / "metrics.csv").is_file():
+            found = [path]
+        else:
+            found = sorted(m.parent for m in path.rglob("metrics.csv"))
+        if not found:
+            raise FileNotFoundError(f"{path}: no metrics.csv in it or below it (expected a run folder such as "
+                                    "runs/<recipe>/version_0, or a folder above run folders such as runs)")
+        for run in found:
+            runs.setdefault(run.resolve(), run)
+    return list(runs.values())
 
 
 def summarize(runs: list[Path]) -> dict[tuple[str, str], list[tuple[int, float, float, int]]]:
@@ -117,12 +152,13 @@ def plot(lines: dict, out: Path, title: str | None = None) -> tuple[Path, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_mbrl.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding metrics.csv")
+    parser.add_argument("runs", nargs="+", type=Path,
+                        help="run folders (holding metrics.csv) or folders above them, e.g. runs")
     parser.add_argument("--out", type=Path, default=Path("plots"))
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     try:
-        lines = summarize(args.runs)
+        lines = summarize(find_runs(args.runs))
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

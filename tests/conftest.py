@@ -1,14 +1,32 @@
 import os
 import pathlib
+import random
 import warnings
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "recipes" / "tiny.yaml")
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+
+
+#: The seed of torch's, numpy's and Python's global generators at the start of every test.
+TEST_SEED = 0
+
+
+@pytest.fixture(autouse=True)
+def seed_global_rngs():
+    """Safety net against order-dependent randomness: every test starts from the same global RNG
+    states (torch, numpy, ``random``), whatever ran before it in the session. Tests still seed
+    what they rely on themselves (``torch.manual_seed``, a ``torch.Generator``, ``space.seed``)."""
+    torch.manual_seed(TEST_SEED)
+    np.random.seed(TEST_SEED)
+    random.seed(TEST_SEED)
+    yield
 
 
 @pytest.fixture

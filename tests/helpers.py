@@ -26,8 +26,8 @@ class KillAt(pl.Callback):
 
 
 class DumpRank(pl.Callback):
-    """At the end of a fit, each rank saves its module state and the observations of its real replay to
-    ``<directory>/rank<r>.pt``."""
+    """At the end of a fit, each rank saves its module state, the observations of its real replay, its
+    counters, ranks and its loggers' run folders to ``<directory>/rank<r>.pt``."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -40,6 +40,146 @@ class DumpRank(pl.Callback):
             "frames": pl_module.frames,
             "updates": pl_module.updates,
             "world_size": trainer.world_size,
+            "global_rank": trainer.global_rank,
+            "node_rank": trainer.node_rank,
+            # the run folder this process's loggers chose by themselves (no broadcast): every rank must agree
+            "logger_dirs": [str(lg.log_dir) for lg in trainer.loggers],
         }
         Path(self.directory).mkdir(parents=True, exist_ok=True)
         torch.save(state, Path(self.directory) / f"rank{trainer.global_rank}.pt")
+
+
+# ------------------------------------------------------------------------------------------------- routing
+AGENT_PREFIXES = ("actor.", "critic.", "critic_target.", "log_alpha", "q_net.", "target_net.")
+MODEL_PREFIX = "world_model."
+
+
+def tensors(module: pl.LightningModule) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the module, cloned."""
+    named = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    return {name: t.detach().clone() for name, t in named.items()}
+
+
+def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    return sorted(name for name in before if not torch.equal(before[name], after[name]))
+
+
+def adam_steps(trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, int]:
+    """Adam's step count of each named optimizer (0 before its first step)."""
+    steps = {}
+    for name, opt in zip(module.optimizer_names, trainer.optimizers):
+        counts = {int(s["step"]) for s in opt.state.values()}
+        assert len(counts) <= 1, f"{name}: parameters at different step counts {counts}"
+        steps[name] = counts.pop() if counts else 0
+    return steps
+
+
+class RoutingProbe(pl.Callback):
+    """After the first iteration with updates, make one extra agent update and (for model-based
+    algorithms) one extra model step, recording which tensors each changed and how far each named
+    optimizer stepped; at the end, every optimizer's step count and the loop counters. Saved to
+    ``<directory>/routing<rank>.pt``; :func:`check_routing` says whether it is right."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.record: dict[str, Any] = {}
+
+    def _measure(self, trainer, module, step) -> dict[str, Any]:
+        before, steps_before = tensors(module), adam_steps(trainer, module)
+        step()
+        steps_after = adam_steps(trainer, module)
+        return {"changed": changed(before, tensors(module)),
+                "steps": {n: steps_after[n] - steps_before[n] for n in steps_after}}
+
+    def on_train_batch_end(self, trainer, module, *args: Any) -> None:
+        if "agent_update" in self.record or module.warming_up:
+            return
+        if hasattr(module, "mixed_batch"):  # MBPO
+            batch = module.mixed_batch
+        elif hasattr(module, "imagined_batch"):  # MBSAC
+            batch = module.imagined_batch
+        else:
+            batch = lambda: module.sample(module.hparams.batch_size)  # noqa: E731
+        losses = {}
+        self.record["agent_update"] = self._measure(trainer, module, lambda: losses.update(module.update(batch())))
+        self.record["agent_update"]["losses"] = sorted(k for k in losses if k.startswith("loss_"))
+        if hasattr(module, "model_step"):
+            self.record["model_step"] = self._measure(trainer, module, module.model_step)
+        elif hasattr(module, "fit_world_model"):
+            self.record["model_step"] = self._measure(trainer, module, module.fit_world_model)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.record["final_steps"] = adam_steps(trainer, module)
+        self.record["counters"] = {"updates": module.updates, "model_steps": getattr(module, "model_steps", None)}
+        self.record["names"] = sorted(tensors(module))
+        self.record["learn_alpha"] = getattr(module, "learn_alpha", False)
+        Path(self.directory).mkdir(parents=True, exist_ok=True)
+        torch.save(self.record, Path(self.directory) / f"routing{trainer.global_rank}.pt")
+
+
+def check_routing(record: dict[str, Any]) -> None:
+    """The reference every algorithm must meet, whatever the number of processes: an agent update
+    changes agent tensors only (each agent network), steps exactly the agent's optimizers once
+    each and leaves the world model (parameters, normalisers, elites) bit-identical; a model step
+    changes world-model tensors only and steps only the model optimizer; at the end each
+    optimizer's Adam step count equals the loop's own counter."""
+    names, learn_alpha = record["names"], record["learn_alpha"]
+    agent = [n for n in names if n.startswith(AGENT_PREFIXES)]
+    model = [n for n in names if n.startswith(MODEL_PREFIX)]
+    assert sorted(agent + model) == names, "a tensor is neither agent nor world model"
+
+    update = record["agent_update"]
+    assert set(update["changed"]) <= set(agent), set(update["changed"]) - set(agent)
+    # DQN copies its target every target_update_every updates, so only the online net is certain to move
+    trained = ("q_net.",) if "q" in update["steps"] else ("actor.", "critic.", "critic_target.")
+    for prefix in trained + (("log_alpha",) if learn_alpha else ()):
+        assert any(n.startswith(prefix) for n in update["changed"]), f"the update left {prefix} unchanged"
+    if not learn_alpha:
+        assert "log_alpha" not in update["changed"]
+    assert ("loss_alpha" in update["losses"]) == learn_alpha, update["losses"]  # a fixed alpha has no loss
+    agent_optimizers = {"q"} if "q" in update["steps"] else {"critic", "actor"} | ({"alpha"} if learn_alpha else set())
+    assert update["steps"] == {n: (1 if n in agent_optimizers else 0) for n in update["steps"]}, update["steps"]
+
+    final, counters = record["final_steps"], record["counters"]
+    for name in agent_optimizers:
+        assert final[name] == counters["updates"], (name, final[name], counters)
+    if "model" in final:
+        step = record["model_step"]
+        assert step["changed"] and set(step["changed"]) <= set(model), set(step["changed"]) - set(model)
+        assert step["steps"]["model"] > 0
+        assert all(v == 0 for n, v in step["steps"].items() if n != "model"), step["steps"]
+        assert final["model"] == counters["model_steps"], (final["model"], counters)
+    else:
+        assert "model_step" not in record
+
+
+class InjectAt(pl.Callback):
+    """At the start of the first iteration at ``frames`` or later, corrupt training: ``nan`` puts a NaN
+    into the first critic weight (or the first parameter of ``module``); ``explode`` multiplies every
+    parameter of ``module`` by ``factor`` (its loss explodes, finite). ``at_end``: at the end of that
+    iteration instead, after its updates (so only the parameters show it, not yet a loss)."""
+
+    def __init__(self, frames: int, what: str = "nan", module: str = "critic", factor: float = 1e3,
+                 at_end: bool = False) -> None:
+        self.frames, self.what, self.module, self.factor, self.at_end = frames, what, module, factor, at_end
+        self.done = False
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if not self.at_end:
+            self.inject(pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.at_end:
+            self.inject(pl_module)
+
+    @torch.no_grad()
+    def inject(self, pl_module: pl.LightningModule) -> None:
+        if self.done or pl_module.frames < self.frames:
+            return
+        self.done = True
+        params = list(getattr(pl_module, self.module).parameters())
+        if self.what == "nan":
+            params[0].view(-1)[0] = float("nan")
+        else:
+            for p in params:
+                p.mul_(self.factor)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from tensordict import TensorDictBase
 from torch import Tensor
@@ -86,7 +87,7 @@ class _Iterations:
 class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
     """Base class: budgets, per-rank seeding, real collection and the real replay buffer.
 
-    Subclasses implement ``act`` (the policy), ``configure_optimizers`` and ``training_step``,
+    Subclasses implement ``act`` (the policy), ``make_optimizers`` (by name) and ``training_step``,
     which starts with ``self.collect()``.
     """
 
@@ -136,6 +137,7 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         self.iterations = 0
         self.last_episode_return = float("nan")
         self.runtime: Runtime | None = None
+        self.rows_to_check: dict[str, float] = {}  # metrics logged since a watcher last looked
         self._rank_state_to_restore: dict | None = None  # set by on_load_checkpoint, used by on_fit_start
 
     # ----------------------------------------------------------------------------- the policy
@@ -221,6 +223,24 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         return self.runtime.buffer.sample(batch_size)
 
     # ----------------------------------------------------------------------------- optimisation
+    @abc.abstractmethod
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer of the algorithm, by name (``critic``, ``actor``, ``alpha``, ``model``, ``q``).
+        Code refers to an optimizer by its name (:meth:`optimizer`), never by its position."""
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        named = self.make_optimizers()
+        self.optimizer_names = tuple(named)
+        return list(named.values())
+
+    def optimizer(self, name: str) -> Any:
+        """The trainer's (Lightning-wrapped) optimizer called ``name`` in :meth:`make_optimizers`."""
+        names = getattr(self, "optimizer_names", ())
+        if name not in names:
+            raise KeyError(f"{type(self).__name__} has no optimizer {name!r}; it has {list(names)}")
+        optimizers = self.optimizers()
+        return optimizers[names.index(name)] if isinstance(optimizers, list) else optimizers
+
     def apply_gradients(self, loss: Tensor, *optimizers: Any, max_grad_norm: float | None = None) -> None:
         """Zero the optimizers' gradients, backpropagate ``loss``, average the gradients of their
         parameters across ranks (one flat all-reduce; nothing with one process), optionally clip
@@ -265,9 +285,14 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         self.log_to_loggers(row)
 
     def log_to_loggers(self, row: dict[str, float]) -> None:
-        """Write one row to every logger at ``step = frames`` (loggers write on rank 0 only)."""
+        """Write one row to every logger at ``step = frames`` (loggers write on rank 0 only). Every
+        rank also keeps the row in ``self.rows_to_check`` until a watcher (``callbacks.DivergenceGuard``)
+        reads and clears it. Each row is saved at once (``logger.save()``, as Lightning's own ``self.log``
+        path does): ``metrics.csv`` gets it appended, so a running or killed run can be plotted."""
+        self.rows_to_check.update(row)
         for logger in self.trainer.loggers:
             logger.log_metrics(row, step=self.frames)
+            logger.save()
 
     # ----------------------------------------------------------------------------- checkpoint
     def rank_state(self) -> dict[str, Any]:

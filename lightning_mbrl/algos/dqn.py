@@ -167,19 +167,18 @@ class DQN(OffPolicyAlgorithm):
         return torch.where(explore, uniform, greedy)
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return adam(self.q_net.parameters(), lr=self.hparams.lr)
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"q": adam(self.q_net.parameters(), lr=self.hparams.lr)}
 
     def update(self, batch: TensorDictBase) -> TensorDict:
         """One TD step on a batch of transitions, then the target update; returns the losses."""
-        opt = self.optimizers()
         hp = self.hparams
         target = dqn_losses.td_target(
             batch.get(keys.REWARD).squeeze(-1), batch.get(keys.TERMINATED).squeeze(-1),
             batch.get(keys.NEXT_OBSERVATION), self.q_net, self.target_net, hp.gamma, hp.double,
         )
         out = dqn_losses.q_loss(batch.get(keys.OBSERVATION), batch.get(keys.ACTION), target, self.q_net, hp.loss)
-        self.apply_gradients(out["loss_q"], opt, max_grad_norm=hp.max_grad_norm)
+        self.apply_gradients(out["loss_q"], self.optimizer("q"), max_grad_norm=hp.max_grad_norm)
         self.updates += 1
         self.update_target()
         return out.detach()

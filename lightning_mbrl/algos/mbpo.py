@@ -8,7 +8,7 @@ One iteration (``training_step``):
     collect frames_per_iteration real frames                    -> real replay
     every model_train_freq policy frames (starting with the first):
         fit the ensemble on all real data (holdout early stopping, elites)     -> model/*
-        k = rollout_length(epoch)                                  (schedule)
+        k = rollout_length(epoch), epoch = policy frames after warm-up // epoch_length
         branch rollout_batch_size k-step rollouts of the current policy
         from real states; keep the transitions before termination -> model replay
     repeat G * frames_per_iteration times:
@@ -23,7 +23,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from tensordict import TensorDictBase, cat as td_cat
 
-from lightning_mbrl import keys
+from lightning_mbrl import keys, progress
 from lightning_mbrl.algos.sac import SAC
 from lightning_mbrl.data.model_replay import (
     ModelReplay,
@@ -145,17 +145,31 @@ class MBPO(SAC):
             )
         # counters of the model-based schedule (checkpointed with the loop counters)
         self.model_fits = 0
+        self.model_steps = 0  # optimizer steps of the ensemble, over all fits
         self.rollouts = 0
         self.imagined = 0
         self.model_replay: ModelReplay | None = None
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [*super().configure_optimizers(), make_model_optimizer(self.world_model.ensemble, lr=self.hparams.model_lr)]
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().make_optimizers(), "model": make_model_optimizer(self.world_model.ensemble, lr=self.hparams.model_lr)}
 
     @property
     def policy_frames_before_iteration(self) -> int:
         return self.frames - self.hparams.frames_per_iteration - self.hparams.init_random_frames
+
+    @property
+    def epoch(self) -> int:
+        """MBPO's epoch counter: epochs of ``epoch_length`` policy frames completed before this
+        iteration. As in the MBPO code, the random warm-up frames (its initial exploration) are not
+        counted: epoch 0 begins with the first fit, so ``rollout_schedule`` epochs mean the same as
+        in the paper (Hopper, ``[20, 100, 1, 15]``: k = 15 from 100k policy frames = 105k frames)."""
+        return max(0, self.policy_frames_before_iteration) // self.hparams.epoch_length
+
+    @property
+    def current_rollout_length(self) -> int:
+        """The rollout length k of this iteration's imagination round (MBPO's schedule in epochs)."""
+        return rollout_length(self.epoch, self.hparams.rollout_schedule)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         self.collect()
@@ -177,12 +191,14 @@ class MBPO(SAC):
         inputs = wm.make_inputs(data[keys.OBSERVATION], data[keys.ACTION])
         targets = wm.make_targets(data[keys.OBSERVATION], data[keys.ACTION], data[keys.REWARD],
                                   data[keys.NEXT_OBSERVATION], data[keys.TERMINATED])
-        stats = fit_ensemble(
-            wm.ensemble, inputs, targets, self.optimizers()[-1], batch_size=hp.model_batch_size,
-            holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs, sync=SYNC,
-            gemm_dtype=self.model_gemm_dtype(),
-        )
+        with progress.phase("model fit", hp.max_model_epochs, unit="epochs") as tick:
+            stats = fit_ensemble(
+                wm.ensemble, inputs, targets, self.optimizer("model"), batch_size=hp.model_batch_size,
+                holdout_ratio=hp.holdout_ratio, max_holdout=hp.max_holdout, max_epochs=hp.max_model_epochs, sync=SYNC,
+                gemm_dtype=self.model_gemm_dtype(), on_epoch=tick,
+            )
         self.model_fits += 1
+        self.model_steps += int(stats["steps"])
         elites = stats["elites"]
         self.log_to_loggers({
             "model/holdout_mse": float(stats["holdout_mse"][elites].mean()),
@@ -205,7 +221,7 @@ class MBPO(SAC):
     def imagine(self) -> None:
         """Branch ``rollout_batch_size`` k-step rollouts from real states into the model replay."""
         hp = self.hparams
-        k = rollout_length(self.frames // hp.epoch_length, hp.rollout_schedule)
+        k = self.current_rollout_length
         capacity = model_replay_capacity(hp.model_retain_epochs, k, hp.rollout_batch_size, hp.epoch_length,
                                          hp.model_train_freq)
         if self.model_replay is None:
@@ -255,4 +271,4 @@ class MBPO(SAC):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["loop_counters"].update(model_fits=self.model_fits, rollouts=self.rollouts, imagined=self.imagined)
+        checkpoint["loop_counters"].update(model_fits=self.model_fits, model_steps=self.model_steps, rollouts=self.rollouts, imagined=self.imagined)

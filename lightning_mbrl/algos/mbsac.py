@@ -27,7 +27,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase, cat as td_cat
 from torch import Tensor
 
-from lightning_mbrl import keys
+from lightning_mbrl import keys, progress
 from lightning_mbrl.algos.sac import SAC
 from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
@@ -158,8 +158,8 @@ class MBSAC(SAC):
         return super().policy_dist(self.policy_input(observation))
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [*super().configure_optimizers(), adam(self.world_model.parameters(), lr=self.hparams.model_lr)]
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super().make_optimizers(), "model": adam(self.world_model.parameters(), lr=self.hparams.model_lr)}
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.collect()
@@ -167,14 +167,19 @@ class MBSAC(SAC):
         self.world_model.update_normalizers(SYNC.cat(real[keys.OBSERVATION]), SYNC.cat(real[keys.NEXT_OBSERVATION]))
         model_metrics = None
         if self.frames == self.hparams.init_random_frames:
-            for _ in range(self.model_pretrain_iters):
-                model_metrics = self.model_step()
+            with progress.phase("model pretraining", self.model_pretrain_iters, unit="steps") as tick:
+                for _ in range(self.model_pretrain_iters):
+                    model_metrics = self.model_step()
+                    tick()
         metrics = None
         if not self.warming_up:
             for _ in range(self.updates_per_iteration):
                 for _ in range(self.hparams.model_iters_per_update):
                     model_metrics = self.model_step()
-                metrics = self.update(self.imagined_batch())
+                batch = self.imagined_batch()
+                metrics = self.update(batch)
+            # the model's predictions, watched by callbacks.DivergenceGuard with the losses
+            metrics["imagined_reward"] = batch[self.n_real :].get(keys.REWARD).mean()
         self.log_iteration(metrics, model_metrics)
 
     def update(self, batch: TensorDictBase) -> TensorDict:
@@ -190,7 +195,7 @@ class MBSAC(SAC):
         """One SLBO model step: Adam on the l2 loss of a real minibatch, gradient norm clipped."""
         data = self.sample(self.hparams.model_batch_size)
         losses = self.world_model.loss(data[keys.OBSERVATION], data[keys.ACTION], data[keys.NEXT_OBSERVATION])
-        self.apply_gradients(losses["loss_l2"] + losses["loss_weight_decay"], self.optimizers()[-1],
+        self.apply_gradients(losses["loss_l2"] + losses["loss_weight_decay"], self.optimizer("model"),
                              max_grad_norm=self.hparams.model_grad_clip)
         self.model_steps += 1
         return losses.detach()

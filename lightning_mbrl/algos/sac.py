@@ -107,19 +107,18 @@ class SAC(OffPolicyAlgorithm):
         return self.actor(observation)
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         hp = self.hparams
-        optimizers = [
-            adam(self.critic.parameters(), lr=hp.critic_lr),
-            adam(self.actor.parameters(), lr=hp.actor_lr),
-        ]
+        optimizers = {
+            "critic": adam(self.critic.parameters(), lr=hp.critic_lr),
+            "actor": adam(self.actor.parameters(), lr=hp.actor_lr),
+        }
         if self.learn_alpha:
-            optimizers.append(adam([self.log_alpha], lr=hp.alpha_lr))
+            optimizers["alpha"] = adam([self.log_alpha], lr=hp.alpha_lr)
         return optimizers
 
     def update(self, batch: TensorDictBase) -> TensorDict:
         """One SAC update on a batch of transitions; returns the losses and diagnostics."""
-        critic_opt, actor_opt, *alpha_opt = self.optimizers()
         hp = self.hparams
         obs = batch.get(keys.OBSERVATION)
         alpha = self.log_alpha.detach().exp()
@@ -129,15 +128,16 @@ class SAC(OffPolicyAlgorithm):
             batch.get(keys.NEXT_OBSERVATION), self.actor, self.critic_target, alpha, hp.gamma,
         )
         critic_out = sac_losses.critic_loss(obs, batch.get(keys.ACTION), target, self.critic)
-        self.apply_gradients(critic_out["loss_critic"], critic_opt)
+        self.apply_gradients(critic_out["loss_critic"], self.optimizer("critic"))
 
         actor_out, log_prob = sac_losses.actor_loss(obs, self.actor, self.critic, alpha)
-        loss = actor_out["loss_actor"]
-        if alpha_opt:
+        loss, optimizers = actor_out["loss_actor"], [self.optimizer("actor")]
+        if self.learn_alpha:
             alpha_out = sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy)
             actor_out.update(alpha_out)
             loss = loss + alpha_out["loss_alpha"]  # disjoint parameters: one backward serves both
-        self.apply_gradients(loss, actor_opt, *alpha_opt)
+            optimizers.append(self.optimizer("alpha"))
+        self.apply_gradients(loss, *optimizers)
 
         polyak_update(self.critic_target, self.critic, hp.tau)
         self.updates += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from typing import Callable
 
 import torch
 from tensordict import TensorDict
@@ -93,6 +94,7 @@ def fit_ensemble(
     generator: torch.Generator | None = None,
     sync: RankSync | None = None,
     gemm_dtype: torch.dtype | None = None,
+    on_epoch: Callable[[], None] | None = None,
 ) -> TensorDict:
     """Train ``model`` on ``inputs [N, in]``, ``targets [N, out]`` with MBPO's early stopping.
 
@@ -140,8 +142,11 @@ def fit_ensemble(
     benchmarks.world_model --gemm-dtype bfloat16``) for the same holdout MSE (see the tests); it
     changes the numerics, so results are not bit-identical to the default's.
 
+    ``on_epoch`` (optional) is called after every epoch, e.g. to report progress.
+
     Returns a TensorDict with ``holdout_mse [E]`` (after restoring), ``elites long [n_elites]``,
-    ``epochs`` (int64 scalar: epochs trained), ``train_loss`` (mean over the last epoch's steps of the
+    ``epochs`` (int64 scalar: epochs trained), ``steps`` (int64 scalar: optimizer steps taken),
+    ``train_loss`` (mean over the last epoch's steps of the
     sum of ``model.loss``'s ``loss_*`` terms; the weight decay, applied by the optimizer, is not in it).
     """
     n_members = model.n_members
@@ -206,6 +211,8 @@ def fit_ensemble(
             loss_sum += loss.detach()
         train_loss = loss_sum / -(-n_train // batch_size)
         epochs += 1
+        if on_epoch is not None:
+            on_epoch()  # progress reporting (lightning_mbrl.progress.phase's tick)
 
         if n_holdout > 0:
             with torch.no_grad():  # evaluation only
@@ -239,6 +246,7 @@ def fit_ensemble(
             "holdout_mse": holdout_mse,
             "elites": model.elites.clone(),
             "epochs": torch.tensor(epochs, device=device),
+            "steps": torch.tensor(epochs * -(-n_train // batch_size), device=device),
             "train_loss": train_loss,
         },
         batch_size=[],

@@ -103,5 +103,48 @@ def test_fit_with_ckpt_path_continues_the_run(in_tmp):
     end = torch.load(cb.directory(resumed.trainer) / "last.ckpt", weights_only=True)
     assert end["rank_states"][0]["replay"]["size"] == 200  # 150 restored + 50 collected after resuming
     assert (m.frames, m.updates) == (200, 100)  # 100 random + 50 updated frames before, 50 after
-    critic_opt = resumed.trainer.optimizers[0]
+    critic_opt = resumed.trainer.optimizers[m.optimizer_names.index("critic")]
     assert {int(s["step"]) for s in critic_opt.state.values()} == {100}  # Adam state continued, not restarted
+
+
+def test_a_checkpoint_of_another_recipe_is_refused_unless_ckpt_recipe_any(in_tmp, capsys):
+    import importlib
+    import pathlib
+
+    from tests.conftest import TINY
+
+    cli = fit("sac_pendulum", *CKPT)
+    mid = checkpoint_callback(cli).directory(cli.trainer) / "frames=150.ckpt"
+    assert torch.load(mid, weights_only=True)["run"] == {"recipe": "sac_pendulum",
+                                                         "algorithm": "lightning_mbrl.algos.sac.SAC"}
+
+    def main(recipe, *args):
+        return importlib.import_module(f"recipes.{recipe}").main(["fit", "--config", TINY, *CKPT, *args])
+
+    def refused(recipe, *args):
+        with pytest.raises(SystemExit) as exc:
+            main(recipe, *args)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and "Traceback" not in err
+        return err.splitlines()[-1]
+
+    line = refused("sac_humanoid", f"--ckpt_path={mid}")
+    assert "is a checkpoint of recipe sac_pendulum (SAC on Pendulum-v1), not of recipe sac_humanoid " \
+           "(SAC on Humanoid-v5)" in line and "--ckpt_recipe any" in line
+    line = refused("mbpo_hopper", f"--ckpt_path={mid}", "--ckpt_recipe=any")  # another algorithm: never
+    assert "recipe sac_pendulum (SAC on Pendulum-v1), but recipe mbpo_hopper (MBPO on Hopper-v5) is another " \
+           "algorithm" in line
+    # a checkpoint that does not record its recipe (written before it was recorded): its env decides
+    old = in_tmp / "old.ckpt"
+    ckpt = torch.load(mid, weights_only=True)
+    del ckpt["run"]
+    torch.save(ckpt, old)
+    line = refused("sac_humanoid", f"--ckpt_path={old}")
+    assert "is a checkpoint of SAC on Pendulum-v1, not of recipe sac_humanoid" in line
+    line = refused("mbpo_hopper", f"--ckpt_path={old}", "--ckpt_recipe=any")
+    assert "MBPO on Hopper-v5) is another algorithm" in line
+
+    # --ckpt_recipe any: the checkpoint's env and hyperparameters, under this recipe's run folder
+    taken = main("sac_humanoid", f"--ckpt_path={mid}", "--ckpt_recipe=any")
+    assert taken.model.hparams.env == "Pendulum-v1" and taken.model.frames == 200
+    assert pathlib.Path(taken.trainer.log_dir).resolve() == (in_tmp / "runs" / "sac_humanoid" / "version_0").resolve()

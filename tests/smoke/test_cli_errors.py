@@ -58,3 +58,29 @@ def test_entry_point_process_exit_code(in_tmp):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown env id 'Nope-v0'")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_an_accelerator_this_machine_lacks_is_one_line(capsys, in_tmp):
+    code, err = run_cli(capsys, "--trainer.accelerator", "gpu")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: --trainer.accelerator gpu: no CUDA or MPS GPU on this machine (available: cpu); use cpu or auto")
+
+
+def test_other_trainer_flag_checks_are_one_line_and_real_bugs_keep_their_traceback(capsys, in_tmp):
+    code, err = run_cli(capsys, "--trainer.accelerator", "cpu", "--trainer.devices", "0")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: --trainer flags: Trainer(devices='0') value is not a valid")
+    code, err = run_cli(capsys, "--trainer.strategy", "nonsense")
+    assert code == 2 and "invalid strategy name: strategy='nonsense'" in err.strip().splitlines()[-1]
+
+    from lightning_mbrl import cli
+
+    def bug():
+        raise ValueError("a bug in our own code")
+
+    try:
+        bug()
+    except ValueError as err:
+        assert not cli._is_trainer_flag_check(err)  # not raised by Lightning's flag checks: not turned into a line

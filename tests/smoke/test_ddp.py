@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, TINY
+from tests.helpers import check_routing
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 CASES = {
@@ -33,10 +34,20 @@ def dump_args(directory: Path) -> list[str]:
     return ["--trainer.callbacks+=tests.helpers.DumpRank", f"--trainer.callbacks.directory={directory}"]
 
 
+def probe_args(directory: Path) -> list[str]:
+    return ["--trainer.callbacks+=tests.helpers.RoutingProbe", f"--trainer.callbacks.directory={directory}"]
+
+
 @pytest.mark.parametrize("recipe", sorted(CASES))
 def test_two_cpu_ranks_train_identical_parameters_on_different_data(recipe, tmp_path):
-    done = run(recipe, tmp_path, *DDP, *dump_args(tmp_path / "dump"))
+    done = run(recipe, tmp_path, *DDP, *dump_args(tmp_path / "dump"), *probe_args(tmp_path / "dump"))
     assert done.returncode == 0, done.stderr[-3000:]
+    # each rank against the reference, not against the other rank: an agent update moves only the
+    # agent and steps only its optimizers (the averaged gradients give every optimizer of the
+    # module a gradient, so a wrongly routed step would move the world model); Adam's step counts
+    # equal the loop's counters
+    for rank in (0, 1):
+        check_routing(torch.load(tmp_path / "dump" / f"routing{rank}.pt"))
     r0, r1 = (torch.load(tmp_path / "dump" / f"rank{r}.pt") for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
     # the schedule is per rank: 200 frames and 100 * G updates on each

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from lightning_mbrl.models.world_model import EnsembleDynamics
 from tests.smoke.test_recipes import fit
 
 
@@ -26,11 +27,34 @@ def test_mbpo_schedule_accounting(fpi, in_tmp):
     # capacity = 1 epoch * 3 * 64 * (40 / 20) = 384 < 768 imagined: the replay keeps the newest 384
     assert len(m.model_replay) == 384
     assert m.updates == 2 * (180 - 100)
-    model_opt = cli.trainer.optimizers[-1]
-    assert all(int(s["step"]) > 0 for s in model_opt.state.values())
+    model_opt = cli.trainer.optimizers[m.optimizer_names.index("model")]
+    assert {int(s["step"]) for s in model_opt.state.values()} == {m.model_steps} and m.model_steps > 0
 
 
-def test_mbpo_terminating_env_drops_rollouts_after_termination(in_tmp):
+def record_model_rollouts(monkeypatch) -> list:
+    """Patch ``EnsembleDynamics.rollout`` to keep a copy of every model rollout (``[k, N]``, with its
+    ``terminated`` flags) that MBPO's imagination makes; returns the list they are appended to."""
+    rollouts = []
+    original = EnsembleDynamics.rollout
+
+    def recording(self, *args, **kwargs):
+        td = original(self, *args, **kwargs)
+        rollouts.append(td.clone())
+        return td
+
+    monkeypatch.setattr(EnsembleDynamics, "rollout", recording)
+    return rollouts
+
+
+def steps_before_termination(terminated: torch.Tensor) -> torch.Tensor:
+    """``terminated bool [k, N]`` -> ``bool [k, N]``: step t of rollout n is kept iff no step before
+    t terminated (the terminating step itself is kept), computed from the flags alone."""
+    terminations_before = terminated.long().cumsum(0) - terminated.long()
+    return terminations_before == 0
+
+
+def test_mbpo_terminating_env_drops_rollouts_after_termination(in_tmp, monkeypatch):
+    rollouts = record_model_rollouts(monkeypatch)
     cli = fit(
         "mbpo_invertedpendulum", "--model.max_frames=140", "--model.init_random_frames=100",
         "--model.model_train_freq=20", "--model.rollout_batch_size=200", "--model.rollout_schedule=[0,0,5,5]",
@@ -38,8 +62,15 @@ def test_mbpo_terminating_env_drops_rollouts_after_termination(in_tmp):
     )
     m = cli.model
     assert m.model_fits == 2 and m.rollouts == 400
-    assert 0 < m.imagined <= 400 * 5
+    assert [td.shape for td in rollouts] == [torch.Size([5, 200])] * 2
+    # exactly the transitions up to each rollout's first termination are kept, in rollout order
+    keep = [steps_before_termination(td["next", "terminated"].squeeze(-1)) for td in rollouts]
+    expected = torch.cat([td[mask]["next", "observation"] for td, mask in zip(rollouts, keep)])
+    assert m.imagined == expected.shape[0] == len(m.model_replay)
+    assert 0 < m.imagined < 400 * 5 - 200  # many rollouts terminate before their last step: the mask matters
     data = m.model_replay.newest(len(m.model_replay))
+    assert torch.equal(data["next", "observation"], expected)
+    assert not data["next", "terminated"][:-1].all()
     # the known InvertedPendulum rule (|angle| > 0.2) holds on every stored imagined transition
     angle = data["next", "observation"][:, 1].abs()
     torch.testing.assert_close(data["next", "terminated"].squeeze(-1), angle > 0.2)
@@ -85,9 +116,27 @@ def test_mbpo_config_errors(capsys, in_tmp, args, fragment):
     assert fragment in capsys.readouterr().err
 
 
-def test_mbpo_with_learned_termination(in_tmp):
+def test_mbpo_with_learned_termination(in_tmp, monkeypatch):
     """termination: learned trains the ensemble's termination logit on the real terminations and
-    uses it in imagination (InvertedPendulum terminates often under random actions)."""
+    uses it in imagination (InvertedPendulum terminates often under random actions). To tie the
+    imagined terminations to that logit, each fit is followed by setting the logit output of every
+    member to a constant: +20 after the first fit (every rollout terminates at its first step, which
+    is kept), -20 after the second (nothing terminates)."""
+    from lightning_mbrl.algos.mbpo import MBPO
+
+    rollouts = record_model_rollouts(monkeypatch)
+    fit_world_model = MBPO.fit_world_model
+
+    def fit_then_force_the_logit(self):
+        stats = fit_world_model(self)
+        ensemble = self.world_model.ensemble
+        logit = ensemble.out_dim - 1  # the last "mean" column of the output layer
+        with torch.no_grad():
+            ensemble.layers[-1].weight[:, :, logit] = 0.0
+            ensemble.layers[-1].bias[:, :, logit] = 20.0 if self.model_fits == 1 else -20.0
+        return stats
+
+    monkeypatch.setattr(MBPO, "fit_world_model", fit_then_force_the_logit)
     cli = fit(
         "mbpo_invertedpendulum", "--model.termination=learned", "--model.max_frames=140",
         "--model.init_random_frames=100", "--model.model_train_freq=20", "--model.rollout_batch_size=200",
@@ -96,5 +145,9 @@ def test_mbpo_with_learned_termination(in_tmp):
     m = cli.model
     assert m.world_model.learn_termination and m.world_model.termination_fn is None
     assert m.world_model.ensemble.out_dim == 1 + m.spec.observation_dim + 1
-    assert m.model_fits == 2 and m.rollouts == 400 and 0 < m.imagined <= 1200
+    assert m.model_fits == 2 and m.rollouts == 400
+    first, second = (td["next", "terminated"].squeeze(-1) for td in rollouts)
+    assert first.all() and not second.any()
+    assert m.imagined == 200 * 1 + 200 * 3  # one step kept per rollout, then all three
+    assert len(m.model_replay) == 800 and m.model_replay.newest(800)["next", "terminated"][:200].all()
     assert m.updates == 10 * 40

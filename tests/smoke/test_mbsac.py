@@ -27,7 +27,7 @@ def test_mbsac_schedule_accounting(fpi, G, pretrain, in_tmp):
     assert m.model_steps == (100 if pretrain is None else pretrain) + 2 * G * policy_frames
     assert m.rollouts == 8 * G * policy_frames
     assert m.imagined == 3 * m.rollouts
-    model_opt = cli.trainer.optimizers[-1]
+    model_opt = cli.trainer.optimizers[m.optimizer_names.index("model")]
     assert {int(s["step"]) for s in model_opt.state.values()} == {m.model_steps}
     assert m.world_model.state_normalizer.count == 150  # every real frame, once
 

@@ -54,3 +54,25 @@ def test_renders_a_valid_png_from_a_tiny_run(in_tmp):
 def test_a_folder_without_metrics_is_a_clear_error(in_tmp, capsys):
     assert plot.main([str(in_tmp)]) == 2
     assert "no metrics.csv" in capsys.readouterr().err
+
+
+def test_a_parent_folder_finds_the_runs_below_it_grouped_by_recipe(in_tmp, capsys):
+    fake_run(in_tmp, 0, ["0,1.0,,,100\n", "0,3.0,,,200\n"])
+    fake_run(in_tmp, 1, ["0,5.0,,,100\n", "0,7.0,,,200\n", "0,9.0,"])  # a row still being written
+    other = in_tmp / "runs" / "sac_pendulum" / "version_0"
+    other.mkdir(parents=True)
+    (other / "metrics.csv").write_text(HEADER + "0,-100.0,,,100\n")
+    (in_tmp / "runs" / "sac_pendulum" / "version_0" / "checkpoints").mkdir()
+    assert plot.main(["runs", "--out", "out"]) == 0
+    table = (in_tmp / "out" / "final_returns.md").read_text()
+    assert "| dqn_pwl | policy | 200 | 5.00 |" in table and "| sac_pendulum | policy | 100 | -100.00 |" in table
+    assert len(plot.find_runs([in_tmp / "runs", other])) == 3  # a run named twice counts once
+
+
+def test_a_folder_with_no_runs_below_it_is_one_line(in_tmp, capsys):
+    (in_tmp / "empty" / "sub").mkdir(parents=True)
+    assert plot.main(["empty"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: empty: no metrics.csv in it or below it")
+    assert plot.main(["missing"]) == 2
+    assert "missing: no such file or folder" in capsys.readouterr().err

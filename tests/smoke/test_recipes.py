@@ -66,16 +66,59 @@ def test_loop_accounting_is_exact(fpi, G, in_tmp):
     for opt in cli.trainer.optimizers:
         steps = {int(s["step"]) for s in opt.state.values()}
         assert steps == {expected_updates}
-    # Evaluations at the first iteration end at or past each multiple of 60 frames.
-    assert eval_callback(cli).calls == 2
+    # Evaluations at the first iteration end at or past each multiple of 60 frames, and at the end.
+    assert eval_callback(cli).calls == 3
     rows = metrics_rows(cli)
     eval_frames = [int(float(r["step"])) for r in rows if r.get("eval/return")]
-    assert eval_frames == ([60, 120] if fpi == 1 else [60, 120])
+    assert eval_frames == [60, 120, 150]
 
 
-def test_warmup_frames_are_random_and_not_followed_by_updates(in_tmp):
+def test_warmup_frames_are_random_and_not_followed_by_updates(in_tmp, monkeypatch):
+    """The 99 warm-up actions are uniform on the action box, drawn without consulting the policy;
+    the policy acts for the one frame after them."""
+    import torch
+
+    from lightning_mbrl import keys
+    from lightning_mbrl.algos.sac import SAC
+
+    # frames collected before each call of the policy during collection (not the collector's probe
+    # call when it is built); the real replay at the end
+    policy_calls, seen = [], {"collecting": False}
+    act, collect, on_fit_end = SAC.act, SAC.collect, SAC.on_fit_end
+
+    def recording_act(self, observation, deterministic=False):
+        if seen["collecting"]:
+            policy_calls.append((self.frames, deterministic))
+        return act(self, observation, deterministic)
+
+    def recording_collect(self):
+        seen["collecting"] = True
+        try:
+            return collect(self)
+        finally:
+            seen["collecting"] = False
+
+    def keep_the_replay(self):
+        seen["data"] = self.runtime.buffer[:]
+        on_fit_end(self)
+
+    monkeypatch.setattr(SAC, "act", recording_act)
+    monkeypatch.setattr(SAC, "collect", recording_collect)
+    monkeypatch.setattr(SAC, "on_fit_end", keep_the_replay)
     cli = fit("sac_pendulum", "--model.max_frames=100", "--model.init_random_frames=99", "--eval.every_frames=0")
     assert cli.model.updates == 1  # only the single policy frame is followed by (G=1) updates
+    assert policy_calls == [(99, False)]  # the (sampling) policy acted for the 100th frame only
+    data = seen["data"]
+    assert data.shape == (100,)
+    warmup, obs = data[keys.ACTION][:99, 0], data[keys.OBSERVATION][:99]
+    # uniform on [-1, 1]: inside the box, reaching both ends, about a quarter in each quarter of it
+    assert warmup.abs().max() <= 1 and warmup.min() < -0.9 and warmup.max() > 0.9
+    quarters = torch.histc(warmup, bins=4, min=-1.0, max=1.0)
+    assert quarters.min() >= 15 and quarters.max() <= 35, quarters
+    # not the policy's: its deterministic action stays near tanh(0) at initialisation, far from these
+    with torch.no_grad():
+        mode = cli.model.actor.mode(obs)[:, 0]
+    assert (warmup - mode).abs().mean() > 0.3
 
 
 def test_module_trains_outside_the_cli_and_buffer_keeps_truncations(in_tmp):

@@ -78,7 +78,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_run(recipe, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     expected = rows_after(straight / "runs" / recipe / "version_0" / "metrics.csv", CHECKPOINT_AT)
-    got = rows_after(broken / "runs" / recipe / "version_1" / "metrics.csv", CHECKPOINT_AT)
+    got = rows_after(broken / "runs" / recipe / "version_0" / "metrics.csv", CHECKPOINT_AT)  # the resume continues the run folder
     assert {c for _, c in expected} >= {"train/loss_critic", "eval/return", "updates"}
     if recipe == "sac_pendulum":
         assert {"eval/boots/return", "eval/boots/own_model_loss"} <= {c for _, c in expected}

@@ -142,7 +142,7 @@ def test_module_shapes_protocols_and_state_dict() -> None:
     assert action.shape == (3, 5) and action.dtype == torch.long
     single = dqn.act(torch.randn(4))  # one env: a scalar, as CartPole's categorical spec wants
     assert single.shape == () and single.dtype == torch.long
-    opt = dqn.configure_optimizers()
+    opt = dqn.make_optimizers()["q"]
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in dqn.q_net.parameters()}
 
 

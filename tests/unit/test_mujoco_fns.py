@@ -206,11 +206,20 @@ def test_contact_force_slice_is_where_the_env_puts_cfrc_ext() -> None:
     env = gym.make("Humanoid-v5", **WITH_X).unwrapped
     data = env.data
     env.reset(seed=0)
-    for _ in range(40):  # until the feet touch the floor
+    env.action_space.seed(0)  # the space's own generator: unseeded, nothing touched the floor in 1 run of 5
+    for step in range(200):  # at least 40 steps, then until two bodies bear contact forces (step 40 with seed 0)
         obs, *_ = env.step(env.action_space.sample())
+        in_contact = int(data.cfrc_ext[1:].any(axis=-1).sum())
+        if step >= 39 and in_contact >= 2:
+            break
+    assert in_contact >= 2, "no contact: the comparison below would compare zeros"
     forces = contact_force_slice("Humanoid-v5", WITH_X)
-    assert forces == slice(272, 350) and data.cfrc_ext[1:].any()
-    assert (obs[forces] == data.cfrc_ext[1:].flatten()).all()
+    expected = data.cfrc_ext[1:].flatten()
+    assert forces == slice(272, 350)
+    assert (obs[forces] == expected).all()
+    # the comparison can tell a wrong slice: one body (6 entries) earlier or later does not match
+    assert not (obs[forces.start - 6 : forces.stop - 6] == expected).all()
+    assert not (obs[forces.start + 6 : forces.stop] == expected[:-6]).all()
     empty = contact_force_slice("Humanoid-v5", {**WITH_X, "include_cfrc_ext_in_observation": False})
     assert empty.stop == empty.start
     env.close()

@@ -95,11 +95,11 @@ def test_budgets_must_be_multiples_of_frames_per_iteration() -> None:
 def test_fixed_alpha_two_optimizers() -> None:
     torch.manual_seed(0)
     sac = make_sac(alpha=0.2)
-    optimizers = sac.configure_optimizers()
-    assert len(optimizers) == 2
+    optimizers = sac.make_optimizers()
+    assert list(optimizers) == ["critic", "actor"]
     assert not sac.learn_alpha and not sac.log_alpha.requires_grad
     assert sac.log_alpha.exp().item() == pytest.approx(0.2, rel=1e-6)
-    critic_opt, actor_opt = optimizers
+    critic_opt, actor_opt = optimizers["critic"], optimizers["actor"]
     assert {id(p) for g in critic_opt.param_groups for p in g["params"]} == {id(p) for p in sac.critic.parameters()}
     assert {id(p) for g in actor_opt.param_groups for p in g["params"]} == {id(p) for p in sac.actor.parameters()}
 
@@ -112,12 +112,14 @@ def test_zero_alpha_is_exactly_zero() -> None:
 def test_learned_alpha_three_optimizers_and_default_target_entropy() -> None:
     torch.manual_seed(0)
     sac = make_sac(init_alpha=0.5, alpha_lr=1e-2)
-    optimizers = sac.configure_optimizers()
-    assert len(optimizers) == 3
+    named = sac.make_optimizers()
+    assert list(named) == ["critic", "actor", "alpha"]
+    optimizers = sac.configure_optimizers()  # Lightning's list, in the same order
+    assert sac.optimizer_names == ("critic", "actor", "alpha") and len(optimizers) == 3
     assert sac.learn_alpha and sac.log_alpha.requires_grad
     assert sac.target_entropy == -1.0  # -|A| for Pendulum's 1-d action
     assert sac.log_alpha.item() == pytest.approx(math.log(0.5), rel=1e-6)
-    alpha_opt = optimizers[2]
+    alpha_opt = optimizers[sac.optimizer_names.index("alpha")]
     assert len(alpha_opt.param_groups) == 1 and alpha_opt.param_groups[0]["params"] == [sac.log_alpha]
     assert alpha_opt.param_groups[0]["lr"] == 1e-2
     # No parameter is in two optimizers.
