@@ -22,12 +22,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lightning_mbrl.envs import piecewise_linear as pwl
+from lightning_mbrl.envs.piecewise_linear.algebra import PiecewiseLinear
+from lightning_mbrl.envs.piecewise_linear.mdps import definition_4_1, rand_mdp, semi_rand_mdp
+from lightning_mbrl.envs.piecewise_linear.solver import def41_policy, solve
 
 COLORS = ("tab:blue", "tab:orange")
 
 
-def polyline(f: pwl.PiecewiseLinear) -> tuple[np.ndarray, np.ndarray]:
+def polyline(f: PiecewiseLinear) -> tuple[np.ndarray, np.ndarray]:
     """Points tracing ``f`` piece by piece, with a NaN gap at each jump (so jumps are not drawn)."""
     start, end = f.x[:-1], f.x[1:]
     xs = np.stack([start, end, end], axis=1)
@@ -38,7 +40,7 @@ def polyline(f: pwl.PiecewiseLinear) -> tuple[np.ndarray, np.ndarray]:
     return xs[keep], ys[keep]
 
 
-def plot_fns(ax: plt.Axes, fns: Sequence[pwl.PiecewiseLinear], labels: Sequence[str], title: str) -> None:
+def plot_fns(ax: plt.Axes, fns: Sequence[PiecewiseLinear], labels: Sequence[str], title: str) -> None:
     for f, label, color in zip(fns, labels, COLORS):
         ax.plot(*polyline(f), color=color, lw=0.8, label=f"{label} ({f.num_pieces} pieces)")
     ax.set_xlim(0, 1)
@@ -46,7 +48,7 @@ def plot_fns(ax: plt.Axes, fns: Sequence[pwl.PiecewiseLinear], labels: Sequence[
     ax.legend(fontsize=7, loc="best")
 
 
-def shade_policy(ax: plt.Axes, policy: pwl.PiecewiseLinear) -> None:
+def shade_policy(ax: plt.Axes, policy: PiecewiseLinear) -> None:
     """Light background where pi* = 1."""
     for lo, hi, a in zip(policy.x[:-1], policy.x[1:], policy.v):
         if a == 1:
@@ -55,8 +57,8 @@ def shade_policy(ax: plt.Axes, policy: pwl.PiecewiseLinear) -> None:
 
 def figure1(rand_seed: int, semi_rand_seed: int, out: Path) -> Path:
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
-    for row, mdp in enumerate((pwl.rand_mdp(rand_seed), pwl.semi_rand_mdp(semi_rand_seed))):
-        sol = pwl.solve(mdp)
+    for row, mdp in enumerate((rand_mdp(rand_seed), semi_rand_mdp(semi_rand_seed))):
+        sol = solve(mdp)
         plot_fns(axes[row, 0], mdp.dynamics, ("f(s, 0)", "f(s, 1)"), f"{mdp.name}: dynamics")
         shade_policy(axes[row, 1], sol.policy)
         plot_fns(axes[row, 1], sol.q, ("Q*(s, 0)", "Q*(s, 1)"),
@@ -71,15 +73,15 @@ def figure1(rand_seed: int, semi_rand_seed: int, out: Path) -> Path:
 
 
 def figure2(H: int, out: Path) -> Path:
-    mdp = pwl.definition_4_1(H)
-    sol = pwl.solve(mdp, 2 * H)
+    mdp = definition_4_1(H)
+    sol = solve(mdp, 2 * H)
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     plot_fns(axes[0], mdp.dynamics, ("f(s, 0)", "f(s, 1)"), f"(a) dynamics, H = {H}")
     plot_fns(axes[1], mdp.rewards, ("r(s, 0)", "r(s, 1)"), "(b) reward")
     plot_fns(axes[2], sol.q, ("Q*(s, 0)", "Q*(s, 1)"), f"(c) Q* truncated to {sol.horizon} terms")
     s = np.linspace(0, 1, 4001)[:-1]
     axes[3].plot(*polyline(sol.policy), color="k", lw=1.2, label=f"pi* from Q* ({sol.policy_pieces} pieces)")
-    axes[3].plot(s, pwl.def41_policy(s, H), color="tab:red", ls=":", lw=1.2, label="Eq. (2): 1[s^(H+1) = 0]")
+    axes[3].plot(s, def41_policy(s, H), color="tab:red", ls=":", lw=1.2, label="Eq. (2): 1[s^(H+1) = 0]")
     axes[3].set_xlim(0, 1)
     axes[3].set_title(f"(d) pi*: 2^(H+1) = {2 ** (H + 1)} pieces", fontsize=9)
     axes[3].legend(fontsize=7, loc="center right")

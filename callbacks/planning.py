@@ -35,9 +35,9 @@ from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
+from lightning_mbrl.models.ensemble import PREDICT_MODES
 from lightning_mbrl.models.slbo import DeterministicDynamics
 from lightning_mbrl.models.utils import adam
-from lightning_mbrl.models.world_model import PREDICT_MODES
 from lightning_mbrl.planners import BootsPlanner, MPCPlanner
 from lightning_mbrl.planners.boots import OPTIMIZERS as BOOTS_OPTIMIZERS
 from lightning_mbrl.planners.cem import check_search_args

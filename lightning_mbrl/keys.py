@@ -6,6 +6,8 @@ the step's outcome under ``"next"``.
 
 OBSERVATION = "observation"
 ACTION = "action"
+#: The log-probability of the action under the policy that drew it (imagined rollouts), ``[..., 1]``.
+ACTION_LOG_PROB = "action_log_prob"
 NEXT = "next"
 NEXT_OBSERVATION = (NEXT, OBSERVATION)
 REWARD = (NEXT, "reward")

@@ -107,6 +107,20 @@ class RoutingProbe(pl.Callback):
             self.record["model_step"] = self._measure(trainer, module, module.model_step)
         elif hasattr(module, "fit_world_model"):
             self.record["model_step"] = self._measure(trainer, module, module.fit_world_model)
+        # gradients computed outside backward (as OMD's implicit gradient): each rank writes rank + 1
+        # into the first agent optimizer's gradients; step_optimizers averages and steps only it
+        name = module.optimizer_names[0]
+        params = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
+
+        def manual_step() -> None:
+            for p in params:
+                p.grad = torch.full_like(p, float(trainer.global_rank + 1))
+            module.step_optimizers(module.optimizer(name))
+
+        self.record["manual_step"] = self._measure(trainer, module, manual_step)
+        self.record["manual_step"]["optimizer"] = name
+        self.record["manual_step"]["grads"] = sorted({float(v) for p in params for v in p.grad.unique()})
+        self.record["world_size"] = trainer.world_size
 
     def on_train_end(self, trainer, module) -> None:
         self.record["final_steps"] = adam_steps(trainer, module)
@@ -140,9 +154,15 @@ def check_routing(record: dict[str, Any]) -> None:
     agent_optimizers = {"q"} if "q" in update["steps"] else {"critic", "actor"} | ({"alpha"} if learn_alpha else set())
     assert update["steps"] == {n: (1 if n in agent_optimizers else 0) for n in update["steps"]}, update["steps"]
 
+    manual = record["manual_step"]  # the gradients every rank wrote, averaged: (1 + ... + W) / W
+    assert manual["grads"] == [(record["world_size"] + 1) / 2], manual["grads"]
+    assert manual["steps"] == {n: int(n == manual["optimizer"]) for n in manual["steps"]}, manual["steps"]
+    assert manual["changed"] and set(manual["changed"]) <= set(agent)
+
     final, counters = record["final_steps"], record["counters"]
     for name in agent_optimizers:
-        assert final[name] == counters["updates"], (name, final[name], counters)
+        extra = int(name == manual["optimizer"])  # the manual step
+        assert final[name] == counters["updates"] + extra, (name, final[name], counters)
     if "model" in final:
         step = record["model_step"]
         assert step["changed"] and set(step["changed"]) <= set(model), set(step["changed"]) - set(model)

@@ -242,10 +242,14 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         return optimizers[names.index(name)] if isinstance(optimizers, list) else optimizers
 
     def apply_gradients(self, loss: Tensor, *optimizers: Any, max_grad_norm: float | None = None) -> None:
-        """Zero the optimizers' gradients, backpropagate ``loss``, average the gradients of their
-        parameters across ranks (one flat all-reduce; nothing with one process), optionally clip
-        each optimizer's gradient norm (Lightning's ``clip_gradients``, precision-plugin aware), and
-        step each optimizer.
+        """:meth:`compute_gradients` then :meth:`step_optimizers`: zero the optimizers' gradients,
+        backpropagate ``loss``, average the gradients of their parameters across ranks, optionally clip,
+        and step each one."""
+        self.compute_gradients(loss, *optimizers)
+        self.step_optimizers(*optimizers, max_grad_norm=max_grad_norm)
+
+    def compute_gradients(self, loss: Tensor, *optimizers: Any) -> None:
+        """Zero the optimizers' gradients and backpropagate ``loss`` on this rank (no averaging yet).
 
         Under DDP, Lightning's reducer is bypassed (``no_sync``): it expects every parameter of the
         module to receive a gradient in each backward, which is false when optimizers own disjoint
@@ -256,6 +260,14 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         no_sync = wrapper.no_sync() if isinstance(wrapper, DistributedDataParallel) else contextlib.nullcontext()
         with no_sync:
             self.manual_backward(loss)
+
+    def step_optimizers(self, *optimizers: Any, max_grad_norm: float | None = None) -> None:
+        """Step the optimizers on the gradients their parameters hold now, however they got there
+        (:meth:`compute_gradients`, or gradients an algorithm computed itself and wrote to ``.grad``, e.g. an
+        implicit gradient): average them across ranks (one flat all-reduce; nothing with one process;
+        a parameter without a gradient counts as zero on that rank), optionally clip each optimizer's
+        gradient norm (Lightning's ``clip_gradients``, precision-plugin aware), and step. Only the
+        given optimizers' parameters are touched."""
         params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
         SYNC.average_gradients(params)
         for opt in optimizers:

@@ -63,12 +63,15 @@ class MBPO(SAC):
         batch_size: int = 256,
         buffer_size: int = 1_000_000,
         hidden: tuple[int, ...] = (256, 256),
+        actor_hidden: tuple[int, ...] | None = None,
+        n_critics: int = 2,
         gamma: float = 0.99,
         tau: float = 5e-3,
         actor_lr: float = 3e-4,
         critic_lr: float = 3e-4,
         alpha_lr: float = 3e-4,
         alpha: float | None = None,
+        init_alpha: float = 1.0,
         target_entropy: float | None = -3.0,
         # world model
         ensemble_size: int = 7,
@@ -110,8 +113,8 @@ class MBPO(SAC):
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
             init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
             updates_per_frame=updates_per_frame, batch_size=batch_size, buffer_size=buffer_size, hidden=hidden,
-            gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha,
-            target_entropy=target_entropy,
+            actor_hidden=actor_hidden, n_critics=n_critics, gamma=gamma, tau=tau, actor_lr=actor_lr,
+            critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha, init_alpha=init_alpha, target_entropy=target_entropy,
         )
         self.save_hyperparameters()
         for name in ("ensemble_size", "num_elites", "model_lr", "model_batch_size", "model_train_freq",

@@ -54,12 +54,14 @@ class MBSAC(SAC):
         buffer_size: int = 1_000_000,
         hidden: tuple[int, ...] = (256, 256),
         actor_hidden: tuple[int, ...] | None = None,
+        n_critics: int = 2,
         gamma: float = 0.99,
         tau: float = 5e-3,
         actor_lr: float = 3e-4,
         critic_lr: float = 3e-4,
         alpha_lr: float = 3e-4,
         alpha: float | None = 0.2,
+        init_alpha: float = 1.0,
         target_entropy: float | None = None,
         normalize_observations: bool = True,
         # world model (SLBO)
@@ -99,8 +101,8 @@ class MBSAC(SAC):
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
             init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
             updates_per_frame=updates_per_frame, batch_size=batch_size, buffer_size=buffer_size, hidden=hidden,
-            actor_hidden=actor_hidden, gamma=gamma, tau=tau, actor_lr=actor_lr, critic_lr=critic_lr,
-            alpha_lr=alpha_lr, alpha=alpha, target_entropy=target_entropy,
+            actor_hidden=actor_hidden, n_critics=n_critics, gamma=gamma, tau=tau, actor_lr=actor_lr,
+            critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha, init_alpha=init_alpha, target_entropy=target_entropy,
         )
         self.save_hyperparameters()
         for name in ("model_units", "model_lr", "model_batch_size", "model_grad_clip", "model_iters_per_update", "rollout_horizon"):

@@ -117,27 +117,44 @@ class SAC(OffPolicyAlgorithm):
             optimizers["alpha"] = adam([self.log_alpha], lr=hp.alpha_lr)
         return optimizers
 
+    # The update's pieces, callable separately (an algorithm that trains a model through the critic's
+    # targets, or steps gradients it computed itself, composes them differently).
+    def temperature(self) -> Tensor:
+        """The temperature, a constant of every loss but ``loss_alpha``."""
+        return self.log_alpha.detach().exp()
+
+    def td_target(self, batch: TensorDictBase, grad_to_inputs: bool = False) -> Tensor:
+        """The soft TD target ``y [B]`` of the batch (``objectives.sac.soft_td_target``; no graph unless
+        ``grad_to_inputs``, then only through the batch's reward and next observation)."""
+        return sac_losses.soft_td_target(
+            batch.get(keys.REWARD).squeeze(-1), batch.get(keys.TERMINATED).squeeze(-1),
+            batch.get(keys.NEXT_OBSERVATION), self.actor, self.critic_target, self.temperature(), self.hparams.gamma,
+            grad_to_inputs=grad_to_inputs,
+        )
+
+    def critic_losses(self, batch: TensorDictBase, target: Tensor) -> TensorDict:
+        """``loss_critic`` (and ``q_mean``) of the batch against ``target``."""
+        return sac_losses.critic_loss(batch.get(keys.OBSERVATION), batch.get(keys.ACTION), target, self.critic)
+
+    def actor_losses(self, observation: Tensor) -> TensorDict:
+        """``loss_actor`` (and ``entropy``), plus ``loss_alpha`` (and ``alpha``) when alpha is learned."""
+        out, log_prob = sac_losses.actor_loss(observation, self.actor, self.critic, self.temperature())
+        if self.learn_alpha:
+            out.update(sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy))
+        return out
+
     def update(self, batch: TensorDictBase) -> TensorDict:
         """One SAC update on a batch of transitions; returns the losses and diagnostics."""
         hp = self.hparams
-        obs = batch.get(keys.OBSERVATION)
-        alpha = self.log_alpha.detach().exp()
-
-        target = sac_losses.soft_td_target(
-            batch.get(keys.REWARD).squeeze(-1), batch.get(keys.TERMINATED).squeeze(-1),
-            batch.get(keys.NEXT_OBSERVATION), self.actor, self.critic_target, alpha, hp.gamma,
-        )
-        critic_out = sac_losses.critic_loss(obs, batch.get(keys.ACTION), target, self.critic)
+        critic_out = self.critic_losses(batch, self.td_target(batch))
         self.apply_gradients(critic_out["loss_critic"], self.optimizer("critic"))
 
-        actor_out, log_prob = sac_losses.actor_loss(obs, self.actor, self.critic, alpha)
-        loss, optimizers = actor_out["loss_actor"], [self.optimizer("actor")]
-        if self.learn_alpha:
-            alpha_out = sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy)
-            actor_out.update(alpha_out)
-            loss = loss + alpha_out["loss_alpha"]  # disjoint parameters: one backward serves both
-            optimizers.append(self.optimizer("alpha"))
-        self.apply_gradients(loss, *optimizers)
+        actor_out = self.actor_losses(batch.get(keys.OBSERVATION))
+        if self.learn_alpha:  # disjoint parameters: one backward serves both
+            self.apply_gradients(actor_out["loss_actor"] + actor_out["loss_alpha"],
+                                 self.optimizer("actor"), self.optimizer("alpha"))
+        else:
+            self.apply_gradients(actor_out["loss_actor"], self.optimizer("actor"))
 
         polyak_update(self.critic_target, self.critic, hp.tau)
         self.updates += 1

@@ -1,4 +1,4 @@
-"""Environments: the ``make_env`` factory and (later) torch-native custom MDPs."""
+"""Environments: the ``make_env`` factory, torch-native custom MDPs and the tasks' known functions."""
 
 from lightning_mbrl.envs import pwl_env  # noqa: F401  registers the "pwl/" ids (paper 000's 1-D MDPs)
 from lightning_mbrl.envs.factory import (
@@ -9,8 +9,9 @@ from lightning_mbrl.envs.factory import (
     known_env_ids,
     make_env,
     register_env,
+    register_known_fns,
 )
-from lightning_mbrl.envs.mujoco_fns import reward_fn, termination_fn
+from lightning_mbrl.envs.known_fns import reward_fn, termination_fn  # registers the gymnasium tasks' functions
 
 __all__ = ["GYM_IDS", "EnvSpec", "check_env_id", "env_spec", "known_env_ids", "make_env", "register_env",
-           "reward_fn", "termination_fn"]
+           "register_known_fns", "reward_fn", "termination_fn"]

@@ -1,7 +1,9 @@
 """``make_env``: one factory for every environment the library trains on.
 
 Gymnasium ids become TorchRL envs with the standard transforms; custom torch-native MDPs register
-into the same table with :func:`register_env`. Every env the factory returns has
+into the same table with :func:`register_env`. The same registry holds each task's known reward and
+termination functions (:func:`register_known_fns`, served by ``known_fns``). Every env the factory
+returns has
 
 - float32 ``"observation"`` of shape ``[*batch, obs_dim]``;
 - continuous actions rescaled to ``[-1, 1]`` (so policies, models and planners never see env
@@ -15,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +35,12 @@ from torchrl.envs import (
 from torchrl.envs.libs.gym import GymWrapper
 
 from lightning_mbrl.errors import ConfigError
+
+T = TypeVar("T")
+
+#: ``(env_id, env_kwargs) -> fn``: builds a task's known reward or termination ``fn(obs, action, next_obs)``
+#: (``known_fns``) for ``make_env(env_id, **env_kwargs)``; raises ``ConfigError`` for options it cannot serve.
+KnownFnFactory = Callable[[str, Mapping[str, Any] | None], Callable[..., torch.Tensor]]
 
 #: Gymnasium ids that are built and tested here.
 GYM_IDS: tuple[str, ...] = (
@@ -55,6 +63,19 @@ _CUSTOM_PREFIXES: dict[str, Callable[..., EnvBase]] = {}
 
 
 @dataclass(frozen=True)
+class KnownFns:
+    """The known-function factories of one env id or prefix; None where the task has no known function."""
+
+    reward: KnownFnFactory | None = None
+    termination: KnownFnFactory | None = None
+
+
+#: Known functions, by exact id and by prefix (as the builders).
+_KNOWN_FN_IDS: dict[str, KnownFns] = {}
+_KNOWN_FN_PREFIXES: dict[str, KnownFns] = {}
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """What an algorithm needs to size its networks; computed from the env, never typed in YAML."""
 
@@ -69,29 +90,61 @@ class EnvSpec:
         return self.num_actions is not None
 
 
-def register_env(name: str, builder: Callable[..., EnvBase]) -> None:
+def register_env(
+    name: str,
+    builder: Callable[..., EnvBase],
+    *,
+    reward: KnownFnFactory | None = None,
+    termination: KnownFnFactory | None = None,
+) -> None:
     """Register a custom env id (``"maze"``) or prefix (``"pwl/"``, the builder gets the full id).
 
     ``builder(env_id, *, device, max_episode_steps, **kwargs)`` returns a batch-less TorchRL env;
     the factory adds the standard transforms and batching. An env with an ``episode_steps``
-    attribute reports it as its time limit (``env_spec(...).max_episode_steps``).
+    attribute reports it as its time limit (``env_spec(...).max_episode_steps``). ``reward`` and
+    ``termination`` are the task's known functions (:func:`register_known_fns`); None: it has none.
     """
     table = _CUSTOM_PREFIXES if name.endswith("/") else _CUSTOM_IDS
     table[name] = builder
+    register_known_fns(name, reward=reward, termination=termination)
     _spec_cached.cache_clear()
+
+
+def register_known_fns(name: str, *, reward: KnownFnFactory | None, termination: KnownFnFactory | None) -> None:
+    """Register the known reward and termination factories of an env id or prefix (``"pwl/"``: the
+    factories get the full id) that ``make_env`` builds, a gymnasium id or a :func:`register_env` one.
+    Registering a name again replaces its functions."""
+    table = _KNOWN_FN_PREFIXES if name.endswith("/") else _KNOWN_FN_IDS
+    table[name] = KnownFns(reward=reward, termination=termination)
+
+
+def known_fn_factory(env_id: str, kind: Literal["reward", "termination"]) -> KnownFnFactory:
+    """The registered ``kind`` factory of ``env_id``; ``ConfigError`` naming the id and the ids that
+    have one when there is none."""
+    entry = _lookup(_KNOWN_FN_IDS, _KNOWN_FN_PREFIXES, env_id)
+    factory = getattr(entry, kind) if entry is not None else None
+    if factory is None:
+        def having(table: dict[str, KnownFns]) -> list[str]:
+            return sorted(name for name, fns in table.items() if getattr(fns, kind) is not None)
+
+        supported = having(_KNOWN_FN_IDS) + [prefix + "..." for prefix in having(_KNOWN_FN_PREFIXES)]
+        raise ConfigError(f"no known {kind} function for env id {env_id!r}; supported: {', '.join(supported)}")
+    return factory
 
 
 def known_env_ids() -> list[str]:
     return sorted(GYM_IDS) + sorted(_CUSTOM_IDS) + sorted(p + "..." for p in _CUSTOM_PREFIXES)
 
 
+def _lookup(ids: Mapping[str, T], prefixes: Mapping[str, T], env_id: str) -> T | None:
+    """The entry of ``env_id``: its exact id's, else the first registered prefix it starts with."""
+    if env_id in ids:
+        return ids[env_id]
+    return next((entry for prefix, entry in prefixes.items() if env_id.startswith(prefix)), None)
+
+
 def _custom_builder(env_id: str) -> Callable[..., EnvBase] | None:
-    if env_id in _CUSTOM_IDS:
-        return _CUSTOM_IDS[env_id]
-    for prefix, builder in _CUSTOM_PREFIXES.items():
-        if env_id.startswith(prefix):
-            return builder
-    return None
+    return _lookup(_CUSTOM_IDS, _CUSTOM_PREFIXES, env_id)
 
 
 def check_env_id(env_id: str) -> None:

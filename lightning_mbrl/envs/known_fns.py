@@ -1,10 +1,13 @@
-"""The known reward and termination functions of every task that has them, by env id.
+"""The known reward and termination functions of every task that has them, looked up by env id.
 
 One entry point for the algorithms and planners that use them (MBSAC's imagined rewards, BOOTS's and
-MPC's own models): the MuJoCo v5 tasks (``mujoco_fns``) and Pendulum-v1 (here). Signatures as in
+MPC's own models). Each task registers its function factories with its env id in the ``factory``
+registry: the MuJoCo v5 tasks (``mujoco_fns``) and Pendulum-v1 here, the discrete 1-D MDPs
+(``pwl/...``, which never terminate by state: their episodes end by step count) with their builder in
+``pwl_env``, a custom env with ``register_env(..., reward=..., termination=...)``. Signatures as in
 ``mujoco_fns``: ``fn(obs [*B, d], action [*B, A], next_obs [*B, d]) -> [*B]``, actions in the
-library's ``[-1, 1]`` (integer ``[*B]`` for the discrete 1-D MDPs, ``pwl/...``, which never terminate
-by state: their episodes end by step count). Unsupported ids raise ``ConfigError`` naming the id.
+library's ``[-1, 1]`` (integer ``[*B]`` for the discrete MDPs). Ids without one raise ``ConfigError``
+naming the id.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from lightning_mbrl.envs import mujoco_fns, pwl_env
+from lightning_mbrl.envs import mujoco_fns
+from lightning_mbrl.envs.factory import KnownFnFactory, known_fn_factory, register_known_fns
 from lightning_mbrl.envs.mujoco_fns import TransitionFn, never_terminated
 
 PENDULUM_MAX_TORQUE = 2.0
@@ -31,18 +35,22 @@ def pendulum_reward(obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
 
 def reward_fn(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> TransitionFn:
     """The known reward ``r(s, a, s')`` of ``make_env(env_id, **env_kwargs)``."""
-    if env_id == "Pendulum-v1":
-        return pendulum_reward
-    if env_id.startswith(pwl_env.PREFIX):
-        return pwl_env.reward_fn(env_id, dict(env_kwargs or {}))
-    return mujoco_fns.reward_fn(env_id, env_kwargs)
+    return known_fn_factory(env_id, "reward")(env_id, env_kwargs)
 
 
 def termination_fn(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> TransitionFn:
     """The known ``terminated(s, a, s')`` of ``make_env(env_id, **env_kwargs)``."""
-    if env_id == "Pendulum-v1" or env_id.startswith(pwl_env.PREFIX):
-        return never_terminated
-    return mujoco_fns.termination_fn(env_id, env_kwargs)
+    return known_fn_factory(env_id, "termination")(env_id, env_kwargs)
 
+
+def _regardless_of_kwargs(fn: TransitionFn) -> KnownFnFactory:
+    """The factory of a task whose function depends on neither its id nor its env kwargs."""
+    return lambda env_id, env_kwargs: fn
+
+
+for _mujoco_id in mujoco_fns.V5_DEFAULTS:
+    register_known_fns(_mujoco_id, reward=mujoco_fns.reward_fn, termination=mujoco_fns.termination_fn)
+register_known_fns("Pendulum-v1", reward=_regardless_of_kwargs(pendulum_reward),
+                   termination=_regardless_of_kwargs(never_terminated))
 
 __all__ = ["pendulum_reward", "reward_fn", "termination_fn"]

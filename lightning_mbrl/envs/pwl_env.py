@@ -27,10 +27,8 @@ over pieces). Env kwargs for ``rand``/``semi-rand``: ``horizon`` (int, default 1
 from __future__ import annotations
 
 import functools
-import importlib
 import re
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -39,18 +37,17 @@ from torchrl.envs import EnvBase
 
 from lightning_mbrl import keys
 from lightning_mbrl.envs.factory import register_env
+from lightning_mbrl.envs.mujoco_fns import TransitionFn, never_terminated
+from lightning_mbrl.envs.piecewise_linear.algebra import PiecewiseLinear
+from lightning_mbrl.envs.piecewise_linear.mdps import (
+    RANDOM_MDP_HORIZON,
+    REWARD_CHOICES,
+    PiecewiseLinearMDP,
+    definition_4_1,
+    make_mdp,
+)
+from lightning_mbrl.envs.piecewise_linear.solver import def41_horizon, solve
 from lightning_mbrl.errors import ConfigError
-
-if TYPE_CHECKING:
-    from lightning_mbrl.envs import piecewise_linear as pwl
-
-
-def _pwl() -> ModuleType:
-    """``lightning_mbrl.envs.piecewise_linear``, imported on first use: the package imports this
-    module to register the ids, and an eager import would make ``python -m
-    lightning_mbrl.envs.piecewise_linear`` load that module twice (runpy warns)."""
-    return importlib.import_module("lightning_mbrl.envs.piecewise_linear")
-
 
 PREFIX = "pwl/"
 _ID = re.compile(r"pwl/(?:def41-H(?P<H>\d+)|(?P<method>rand|semi-rand)-(?P<seed>\d+))")
@@ -58,14 +55,14 @@ ID_FORMS = "pwl/def41-H<H>, pwl/rand-<seed>, pwl/semi-rand-<seed>"
 
 
 class PiecewiseLinearEnv(EnvBase):
-    """Batch-less TorchRL env stepping a :class:`~lightning_mbrl.envs.piecewise_linear.PiecewiseLinearMDP`.
+    """Batch-less TorchRL env stepping a :class:`~lightning_mbrl.envs.piecewise_linear.mdps.PiecewiseLinearMDP`.
 
     ``horizon`` steps end the episode as ``terminated`` if ``terminate_at_horizon`` else as
     ``truncated`` (a time limit); ``max_episode_steps`` truncates earlier. The initial state is
     uniform on [0, 1) (53 random bits, float64) from the env's own generator (:meth:`set_seed`).
     """
 
-    def __init__(self, mdp: pwl.PiecewiseLinearMDP, *, horizon: int, terminate_at_horizon: bool,
+    def __init__(self, mdp: PiecewiseLinearMDP, *, horizon: int, terminate_at_horizon: bool,
                  max_episode_steps: int | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__(device=device, batch_size=torch.Size([]))
         self.mdp = mdp
@@ -129,7 +126,7 @@ class PiecewiseLinearEnv(EnvBase):
         self._rng.set_state(state["rng"])
 
 
-def _tables(fns: tuple[pwl.PiecewiseLinear, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+def _tables(fns: tuple[PiecewiseLinear, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     """Stack per-action pieces, padded: breakpoints ``[A, P + 1]`` (padding +inf), start values and
     slopes ``[A, P]``, piece counts ``[A]``; float64."""
     width = max(f.num_pieces for f in fns)
@@ -153,9 +150,8 @@ def _evaluate(tables: tuple[torch.Tensor, ...], action: torch.Tensor, s: torch.T
 
 
 # ----------------------------------------------------------------------------- ids
-def _parse(env_id: str, env_kwargs: dict[str, Any]) -> tuple[pwl.PiecewiseLinearMDP, int, bool]:
+def _parse(env_id: str, env_kwargs: dict[str, Any]) -> tuple[PiecewiseLinearMDP, int, bool]:
     """``(mdp, horizon, terminate_at_horizon)`` for a ``pwl/...`` id; ConfigError for a bad id or kwarg."""
-    pwl = _pwl()
     match = _ID.fullmatch(env_id)
     if match is None:
         raise ConfigError(f"unknown env id {env_id!r}; pwl ids are {ID_FORMS}")
@@ -166,16 +162,16 @@ def _parse(env_id: str, env_kwargs: dict[str, Any]) -> tuple[pwl.PiecewiseLinear
         H = int(match["H"])
         if H < 1:
             raise ConfigError(f"H in {env_id!r} must be >= 1, got {H}")
-        return pwl.definition_4_1(H), pwl.def41_horizon(H), False
-    horizon = kwargs.pop("horizon", pwl.RANDOM_MDP_HORIZON)
+        return definition_4_1(H), def41_horizon(H), False
+    horizon = kwargs.pop("horizon", RANDOM_MDP_HORIZON)
     reward = kwargs.pop("reward", "state")
     if kwargs:
         raise ConfigError(f"env {env_id!r} takes env_kwargs horizon and reward only, got {sorted(kwargs)}")
     if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
         raise ConfigError(f"horizon for {env_id!r} must be an integer >= 1, got {horizon!r}")
-    if reward not in pwl.REWARD_CHOICES:
-        raise ConfigError(f"reward for {env_id!r} must be one of {', '.join(pwl.REWARD_CHOICES)}, got {reward!r}")
-    mdp = pwl.make_mdp(match["method"], seed=int(match["seed"]), horizon=horizon, reward=reward)
+    if reward not in REWARD_CHOICES:
+        raise ConfigError(f"reward for {env_id!r} must be one of {', '.join(REWARD_CHOICES)}, got {reward!r}")
+    mdp = make_mdp(match["method"], seed=int(match["seed"]), horizon=horizon, reward=reward)
     return mdp, horizon, True
 
 
@@ -196,7 +192,7 @@ def optimal_return(env_id: str, *, max_episode_steps: int | None = None, **env_k
     and L Bellman backups (the best non-stationary policy; the observation has no clock).
 
     For Definition 4.1 this is the undiscounted optimum over its 2H-step time limit, not the
-    paper's discounted eta(pi*), which is ``piecewise_linear.def41_optimal_return(H)``.
+    paper's discounted eta(pi*), which is ``piecewise_linear.solver.def41_optimal_return(H)``.
     """
     _, horizon, terminate = _parse(env_id, env_kwargs)  # checks the id and kwargs
     if not terminate:  # Definition 4.1: the time limit is the horizon
@@ -209,13 +205,10 @@ def optimal_return(env_id: str, *, max_episode_steps: int | None = None, **env_k
 @functools.lru_cache(maxsize=64)
 def _optimal_return(env_id: str, steps: int, reward: str) -> float:
     mdp, _, _ = _parse(env_id, {} if env_id.startswith("pwl/def41") else {"reward": reward})
-    return _pwl().solve(mdp, steps, gamma=1.0).optimal_return
+    return solve(mdp, steps, gamma=1.0).optimal_return
 
 
-register_env(PREFIX, build_pwl_env)
-
-
-def reward_fn(env_id: str, env_kwargs: dict[str, Any] | None = None):
+def reward_fn(env_id: str, env_kwargs: dict[str, Any] | None = None) -> TransitionFn:
     """The known reward of a ``pwl/...`` env as ``r(obs [*B, 1], action long [*B], next_obs) -> [*B]``
     (``r(s, a)`` of the MDP, evaluated in float64 like the env), for planners' own models."""
     mdp, _, _ = _parse(env_id, dict(env_kwargs or {}))
@@ -227,3 +220,11 @@ def reward_fn(env_id: str, env_kwargs: dict[str, Any] | None = None):
         return r.squeeze(-1).to(obs.dtype)
 
     return reward
+
+
+def termination_fn(env_id: str, env_kwargs: dict[str, Any] | None = None) -> TransitionFn:
+    """The known termination of a ``pwl/...`` env: never by state (episodes end by step count)."""
+    return never_terminated
+
+
+register_env(PREFIX, build_pwl_env, reward=reward_fn, termination=termination_fn)

@@ -17,8 +17,8 @@ from tensordict import TensorDict
 
 from lightning_mbrl.distributed import RankSync
 from lightning_mbrl.errors import ConfigError, require_non_negative, require_positive
+from lightning_mbrl.models.ensemble import GaussianEnsemble
 from lightning_mbrl.models.utils import adam
-from lightning_mbrl.models.world_model import GaussianEnsemble
 
 
 def make_model_optimizer(model: GaussianEnsemble, lr: float = 1e-3) -> torch.optim.Optimizer:

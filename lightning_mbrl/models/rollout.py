@@ -22,12 +22,17 @@ StepFn = Callable[..., tuple[Tensor, Tensor, Tensor]]
 def model_rollout(
     step: StepFn,
     start_obs: Tensor,
-    policy: Callable[[Tensor], Tensor],
+    policy: Callable[[Tensor], Tensor | tuple[Tensor, Tensor]],
     horizon: int,
     *,
     differentiable: bool = False,
 ) -> TensorDict:
     """``horizon`` model steps from ``start_obs [N, obs_dim]`` with ``action = policy(obs)``.
+
+    ``policy`` returns ``action [N, A]``, or ``(action, log_prob [N])`` (a stochastic policy's
+    reparameterised sample with its log-probability, e.g. ``TanhGaussianActor.sample``); then the
+    rollout also records ``action_log_prob [horizon, N, 1]``, with the graph when differentiable
+    (MAAC's entropy bonus along the path).
 
     Returns a TensorDict of batch ``[horizon, N]`` with ``observation``, ``action``,
     ``("next", "observation")``, ``("next", "reward") [horizon, N, 1]``,
@@ -42,12 +47,15 @@ def model_rollout(
     if not isinstance(horizon, int) or horizon < 1:
         raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
     grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
-    observations, actions, next_observations, rewards, terminals, masks = [], [], [], [], [], []
+    observations, actions, log_probs, next_observations, rewards, terminals, masks = [], [], [], [], [], [], []
     with grad_mode:
         obs = start_obs
         alive = torch.ones(*start_obs.shape[:-1], 1, dtype=torch.bool, device=start_obs.device)
         for _ in range(horizon):
             action = policy(obs)
+            if isinstance(action, tuple):
+                action, log_prob = action
+                log_probs.append(log_prob.unsqueeze(-1))
             next_obs, reward, terminated = step(obs, action, differentiable=differentiable)
             observations.append(obs)
             actions.append(action)
@@ -57,8 +65,10 @@ def model_rollout(
             masks.append(alive)
             alive = alive & ~terminated.unsqueeze(-1)
             obs = next_obs
+    recorded = {keys.ACTION_LOG_PROB: torch.stack(log_probs)} if log_probs else {}
     return TensorDict(
         {
+            **recorded,
             keys.OBSERVATION: torch.stack(observations),
             keys.ACTION: torch.stack(actions),
             keys.NEXT_OBSERVATION: torch.stack(next_observations),

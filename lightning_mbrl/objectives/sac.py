@@ -3,12 +3,18 @@
 Pure functions, no Lightning. Each returns a TensorDict whose ``loss_*`` entries are the terms to
 minimise and whose other entries are detached diagnostics. Which parameters each loss reaches:
 
-- ``critic_loss`` -> critic only (the TD target is computed under ``no_grad``);
+- ``soft_td_target`` -> nothing by default (the target is a constant of the critic loss); with
+  ``grad_to_inputs=True`` it is a differentiable function of ``reward`` and ``next_observation`` only
+  (the actor and the target critics are ``frozen``), so a world model that predicted them receives
+  the Bellman loss's gradient (OMD, paper 003);
+- ``critic_loss`` -> critic only, plus whatever the target reaches;
 - ``actor_loss`` -> actor only (the critic is ``frozen``: gradients pass through it to the action);
 - ``alpha_loss`` -> ``log_alpha`` only (the log-probabilities are detached).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from tensordict import TensorDict
@@ -19,7 +25,6 @@ from lightning_mbrl.models.critic import EnsembleQ
 from lightning_mbrl.models.utils import frozen
 
 
-@torch.no_grad()
 def soft_td_target(
     reward: Tensor,
     terminated: Tensor,
@@ -28,16 +33,29 @@ def soft_td_target(
     target_critic: EnsembleQ,
     alpha: Tensor,
     gamma: float,
+    grad_to_inputs: bool = False,
 ) -> Tensor:
     """``y = r + gamma (1 - terminated) [min_j Q'_j(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``.
 
     The bootstrap mask is ``1 - terminated``: a time-limit truncation keeps the bootstrap.
     Shapes: ``reward, terminated [B]`` -> ``[B]``.
+
+    Gradient routing (named stop-gradients): by default ``y`` carries no graph. With
+    ``grad_to_inputs=True`` it carries the graph of ``reward`` and ``next_observation`` (through
+    ``a'``, reparameterised, and the target critics' input), but no parameter of ``actor`` or
+    ``target_critic`` receives a gradient, and ``alpha`` is a constant.
     """
-    next_action, next_log_prob = actor.sample(next_observation)
-    next_q = target_critic(next_observation, next_action).min(dim=0).values
-    soft_value = next_q - alpha * next_log_prob
-    return reward + gamma * (1.0 - terminated.to(reward.dtype)) * soft_value
+    if grad_to_inputs:
+        scope = contextlib.ExitStack()
+        scope.enter_context(frozen(actor))
+        scope.enter_context(frozen(target_critic))
+    else:
+        scope = torch.no_grad()
+    with scope:
+        next_action, next_log_prob = actor.sample(next_observation)
+        next_q = target_critic(next_observation, next_action).min(dim=0).values
+        soft_value = next_q - alpha.detach() * next_log_prob
+        return reward + gamma * (1.0 - terminated.to(reward.dtype)) * soft_value
 
 
 def critic_loss(

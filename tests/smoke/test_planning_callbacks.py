@@ -151,7 +151,8 @@ def test_boots_dqn_on_a_piecewise_linear_mdp(monkeypatch):
     from lightning_mbrl import keys
     from lightning_mbrl.algos.dqn import DQN
     from lightning_mbrl.data.collection import ActorPolicy
-    from lightning_mbrl.envs import piecewise_linear as pwl
+    from lightning_mbrl.envs.piecewise_linear.mdps import semi_rand_mdp
+    from lightning_mbrl.envs.piecewise_linear.solver import solve
 
     model_rows = []  # rows of every call of the own model's step (the planner's dynamics)
     own_step = OwnModel.step
@@ -202,8 +203,8 @@ def test_boots_dqn_on_a_piecewise_linear_mdp(monkeypatch):
     starts = env.reset()[keys.OBSERVATION].squeeze(-1).double().numpy()
     greedy_return = mean_return(lambda o: module.act(o, deterministic=True))
     env.close()
-    mdp = pwl.semi_rand_mdp(0)
-    best = float(np.mean(pwl.solve(mdp, 10, gamma=1.0).value(starts)))
+    mdp = semi_rand_mdp(0)
+    best = float(np.mean(solve(mdp, 10, gamma=1.0).value(starts)))
     # uniform random actions from the same starts: 2000 seeded episodes each on the exact MDP
     rng, state = np.random.default_rng(0), np.repeat(starts, 2000)
     uniform_returns = np.zeros_like(state)

@@ -3,7 +3,7 @@ rescaling, terminated vs truncated, step counting), its errors, and the custom-e
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +16,7 @@ from torchrl.envs import EnvBase
 from lightning_mbrl import keys
 from lightning_mbrl.envs import factory
 from lightning_mbrl.envs import check_env_id, env_spec, known_env_ids, make_env, register_env
+from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
 from lightning_mbrl.errors import ConfigError
 
 
@@ -224,21 +225,43 @@ class LineEnv(EnvBase):
         return seed
 
 
+def line_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """LineEnv's known reward ``-|x'|``."""
+    return -next_obs[..., 0].abs()
+
+
+def line_terminated(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """LineEnv's known termination ``|x'| >= 2.5``."""
+    return next_obs[..., 0].abs() >= 2.5
+
+
 @pytest.fixture
 def toy_registry() -> Iterator[list[tuple]]:
+    """``"toy/"`` (a prefix, with LineEnv's known functions) and ``"line"`` (an id, without); the
+    list records the builder's calls ``(env_id, device, max_episode_steps, kwargs)`` and the known
+    functions' factories' ``(name, env_id, env_kwargs)``."""
     calls: list[tuple] = []
 
     def builder(env_id: str, *, device: str, max_episode_steps: int | None, **kwargs) -> EnvBase:
         calls.append((env_id, device, max_episode_steps, kwargs))
         return LineEnv(device, max_episode_steps)
 
-    register_env("toy/", builder)
+    def known(fn: Callable) -> Callable:
+        def fn_factory(env_id: str, env_kwargs: dict | None) -> Callable:
+            calls.append((fn.__name__, env_id, env_kwargs))
+            return fn
+
+        return fn_factory
+
+    register_env("toy/", builder, reward=known(line_reward), termination=known(line_terminated))
     register_env("line", builder)
     try:
         yield calls
     finally:
         factory._CUSTOM_PREFIXES.pop("toy/", None)
         factory._CUSTOM_IDS.pop("line", None)
+        factory._KNOWN_FN_PREFIXES.pop("toy/", None)
+        factory._KNOWN_FN_IDS.pop("line", None)
         factory._spec_cached.cache_clear()
 
 
@@ -254,10 +277,33 @@ def test_register_prefix_and_id_make_ids_known(toy_registry: list[tuple]) -> Non
         check_env_id("line/2")
 
 
+def test_registered_known_functions_serve_the_id(toy_registry: list[tuple]) -> None:
+    env = make_env("toy/abc")
+    rollout = env.rollout(8, policy=lambda td: td.set(keys.ACTION, torch.ones(1)), break_when_any_done=False)
+    terminated = rollout.get(keys.TERMINATED).squeeze(-1)
+    assert terminated.tolist() == [False, False, True] * 2 + [False, False]  # x = 1, 2, 3, reset, ...
+    reward, done = reward_fn("toy/abc", {"scale": 3}), termination_fn("toy/abc", {"scale": 3})
+    assert toy_registry[1:] == [("line_reward", "toy/abc", {"scale": 3}), ("line_terminated", "toy/abc", {"scale": 3})]
+    transition = rollout.get(keys.OBSERVATION), rollout.get(keys.ACTION), rollout.get(keys.NEXT_OBSERVATION)
+    torch.testing.assert_close(reward(*transition), rollout.get(keys.REWARD).squeeze(-1))
+    assert torch.equal(done(*transition), terminated)
+
+
+@pytest.mark.parametrize("kind", ["reward", "termination"])
+def test_id_registered_without_known_functions_raises_one_line(toy_registry: list[tuple], kind: str) -> None:
+    fn = {"reward": reward_fn, "termination": termination_fn}[kind]
+    message = rf"^no known {kind} function for env id 'line'; supported: .*toy/\.\.\."
+    with pytest.raises(ConfigError, match=message) as err:
+        fn("line")
+    assert "\n" not in str(err.value) and "line," not in str(err.value)
+
+
 def test_registry_cleanup_leaves_ids_unknown() -> None:
     with pytest.raises(ConfigError):
         check_env_id("toy/abc")
     assert "toy/..." not in known_env_ids()
+    with pytest.raises(ConfigError, match="toy/abc"):
+        reward_fn("toy/abc")
 
 
 def test_custom_env_gets_standard_transforms(toy_registry: list[tuple]) -> None:

@@ -23,9 +23,9 @@ from torch import Tensor
 
 from lightning_mbrl import keys
 from lightning_mbrl.envs import make_env
+from lightning_mbrl.envs.kinematics import CenterOfMass
 from lightning_mbrl.envs.mujoco_fns import (
     V5_DEFAULTS,
-    CenterOfMass,
     contact_force_slice,
     hopper_is_healthy,
     never_terminated,

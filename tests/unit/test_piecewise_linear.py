@@ -22,8 +22,23 @@ from torchrl.envs.utils import check_env_specs
 import lightning_mbrl  # noqa: F401  the ids must be known after importing the package
 from lightning_mbrl import keys
 from lightning_mbrl.envs import env_spec, make_env
-from lightning_mbrl.envs import piecewise_linear as pwl
-from lightning_mbrl.envs.piecewise_linear import PiecewiseLinear as PL
+from lightning_mbrl.envs.piecewise_linear.algebra import PiecewiseLinear as PL
+from lightning_mbrl.envs.piecewise_linear.algebra import upper_envelope
+from lightning_mbrl.envs.piecewise_linear.cli import main
+from lightning_mbrl.envs.piecewise_linear.mdps import (
+    PiecewiseLinearMDP,
+    definition_4_1,
+    make_mdp,
+    rand_mdp,
+    semi_rand_mdp,
+)
+from lightning_mbrl.envs.piecewise_linear.solver import (
+    binary_digit,
+    def41_optimal_return,
+    def41_policy,
+    def41_value,
+    solve,
+)
 from lightning_mbrl.envs.pwl_env import PiecewiseLinearEnv, optimal_return
 from lightning_mbrl.errors import ConfigError
 
@@ -49,7 +64,7 @@ def def41_grid_dp(H: int, T: int, bits: int) -> tuple[np.ndarray, np.ndarray, np
     return s, v, q
 
 
-def exhaustive_q(mdp: pwl.PiecewiseLinearMDP, T: int, s: np.ndarray) -> np.ndarray:
+def exhaustive_q(mdp: PiecewiseLinearMDP, T: int, s: np.ndarray) -> np.ndarray:
     """Q_T(s, a) [A, N] by trying all A^T action sequences from every s."""
     seqs = np.array(list(itertools.product(range(mdp.num_actions), repeat=T)))  # [K, T]
     state = np.repeat(s[:, None], len(seqs), axis=1)  # [N, K]
@@ -92,7 +107,7 @@ def test_linear_mod1_pieces_and_values() -> None:
 
 def test_max_of_two_crossing_lines_has_two_pieces() -> None:
     up, down = PL.linear(1.0, 0.0), PL.linear(-1.0, 1.0)
-    top, argmax = pwl.upper_envelope([up, down])
+    top, argmax = upper_envelope([up, down])
     assert top.num_pieces == 2 and argmax.num_pieces == 2
     np.testing.assert_array_equal(top.x, [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(argmax.v, [1.0, 0.0])  # 1 - s wins left of 1/2
@@ -101,13 +116,13 @@ def test_max_of_two_crossing_lines_has_two_pieces() -> None:
     np.testing.assert_allclose(kink.x, [0.0, 0.25, 1.0])
     np.testing.assert_allclose(kink(RNG_POINTS), np.maximum(2 * RNG_POINTS, 0.5), atol=1e-15)
     # Lines that do not cross inside [0, 1): one piece, one action.
-    top, argmax = pwl.upper_envelope([PL.linear(1.0, 0.0), PL.linear(1.0, 0.25)])
+    top, argmax = upper_envelope([PL.linear(1.0, 0.0), PL.linear(1.0, 0.25)])
     assert top.num_pieces == 1 and argmax.num_pieces == 1 and argmax.v[0] == 1.0
 
 
 def test_ties_go_to_the_lower_action_and_do_not_add_pieces() -> None:
     f = PL.interpolate([0.0, 0.3, 1.0], [0.2, 0.9, 0.1])
-    top, argmax = pwl.upper_envelope([f, f * 1.0, f - 1.0])
+    top, argmax = upper_envelope([f, f * 1.0, f - 1.0])
     assert argmax.num_pieces == 1 and argmax.v[0] == 0.0
     assert top.num_pieces == 2
 
@@ -143,7 +158,7 @@ def test_random_compositions_sums_and_integrals_match_pointwise_evaluation() -> 
 
 
 def test_evaluate_torch_matches_numpy() -> None:
-    f = pwl.semi_rand_mdp(3).dynamics[1]
+    f = semi_rand_mdp(3).dynamics[1]
     s = torch.from_numpy(RNG_POINTS)
     out = f(s)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float64
@@ -163,7 +178,7 @@ def test_constructor_rejects_bad_breakpoints() -> None:
 def test_def41_solver_equals_grid_dp_exactly(H: int) -> None:
     T = 2 * H
     s, v, q = def41_grid_dp(H, T, bits=H + 8)
-    sol = pwl.solve(pwl.definition_4_1(H), T)
+    sol = solve(definition_4_1(H), T)
     np.testing.assert_allclose(sol.value(s), v, rtol=0, atol=1e-12)
     for a in range(2):
         np.testing.assert_allclose(sol.q[a](s), q[a], rtol=0, atol=1e-12)
@@ -180,8 +195,8 @@ def test_def41_solver_equals_grid_dp_exactly(H: int) -> None:
 def test_random_mdp_solver_equals_exhaustive_search(method: str, reward: str) -> None:
     s = RNG_POINTS[:150]
     for seed in range(4):
-        mdp = pwl.make_mdp(method, seed=seed, horizon=6, reward=reward)
-        sol = pwl.solve(mdp)
+        mdp = make_mdp(method, seed=seed, horizon=6, reward=reward)
+        sol = solve(mdp)
         brute = exhaustive_q(mdp, 6, s)
         for a in range(2):
             np.testing.assert_allclose(sol.q[a](s), brute[a], rtol=0, atol=1e-9)
@@ -193,8 +208,8 @@ def test_random_mdp_solver_equals_exhaustive_search(method: str, reward: str) ->
 
 def test_horizon_10_values_equal_exhaustive_search() -> None:
     """The paper's horizon on one SEMI-RAND MDP (1024 sequences per state)."""
-    mdp = pwl.semi_rand_mdp(0)
-    sol = pwl.solve(mdp)
+    mdp = semi_rand_mdp(0)
+    sol = solve(mdp)
     s = RNG_POINTS[:60]
     brute = exhaustive_q(mdp, 10, s)
     np.testing.assert_allclose(np.stack([q(s) for q in sol.q]), brute, rtol=0, atol=1e-9)
@@ -203,8 +218,8 @@ def test_horizon_10_values_equal_exhaustive_search() -> None:
 
 def test_nonstationary_policies_and_values_are_consistent() -> None:
     """V_h(s) = r(s, pi_h(s)) + gamma V_{h-1}(f(s, pi_h(s))) at every h (Bellman with the argmax)."""
-    mdp = pwl.rand_mdp(5)
-    sol = pwl.solve(mdp)
+    mdp = rand_mdp(5)
+    sol = solve(mdp)
     s = RNG_POINTS
     for h in range(1, sol.horizon + 1):
         a = sol.policies[h - 1](s).astype(int)
@@ -216,12 +231,12 @@ def test_nonstationary_policies_and_values_are_consistent() -> None:
 # ============================================================================ Theorem 4.2
 @pytest.mark.parametrize("H", [4, 5, 6, 7, 8])
 def test_theorem_4_2_policy_has_2_to_the_H_plus_1_pieces_and_is_eq_2(H: int) -> None:
-    sol = pwl.solve(pwl.definition_4_1(H))  # T = 2H, Figure 2c's truncation
+    sol = solve(definition_4_1(H))  # T = 2H, Figure 2c's truncation
     assert sol.horizon == 2 * H
     assert sol.policy_pieces == 2 ** (H + 1)
     np.testing.assert_array_equal(sol.policy.x, np.arange(2 ** (H + 1) + 1) / 2 ** (H + 1))
     midpoints = (sol.policy.x[:-1] + sol.policy.x[1:]) / 2
-    np.testing.assert_array_equal(sol.policy.v, pwl.def41_policy(midpoints, H))
+    np.testing.assert_array_equal(sol.policy.v, def41_policy(midpoints, H))
     assert sol.policy.v[0] == 1 and sol.policy.v[1] == 0  # bit H+1 is 0 on the first interval: act 1
 
 
@@ -236,41 +251,41 @@ def test_def41_truncation_horizon_for_an_exact_policy(H: int) -> None:
     s = (np.arange(2 ** (H + 4)) + 0.5) / 2 ** (H + 4)
     t_min = DEF41_MIN_EXACT_T[H]
     for T in (t_min, 2 * H, 3 * H):
-        np.testing.assert_array_equal(pwl.solve(pwl.definition_4_1(H), T).policy(s), pwl.def41_policy(s, H))
-    assert not np.array_equal(pwl.solve(pwl.definition_4_1(H), t_min - 1).policy(s), pwl.def41_policy(s, H))
+        np.testing.assert_array_equal(solve(definition_4_1(H), T).policy(s), def41_policy(s, H))
+    assert not np.array_equal(solve(definition_4_1(H), t_min - 1).policy(s), def41_policy(s, H))
 
 
 @pytest.mark.parametrize("H", [4, 5, 6])
 def test_eq_3_is_the_infinite_horizon_value(H: int) -> None:
     # 400 backups: gamma^400 * H < 1e-20, so the grid DP is V* at the grid points to round-off.
     s, v_star, q_star = def41_grid_dp(H, 400, bits=H + 7)
-    np.testing.assert_allclose(pwl.def41_value(s, H), v_star, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal((q_star[1] > q_star[0]).astype(int), pwl.def41_policy(s, H))
+    np.testing.assert_allclose(def41_value(s, H), v_star, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal((q_star[1] > q_star[0]).astype(int), def41_policy(s, H))
     gamma = 1 - 1 / H
     # The action gap of Q* is gamma^(H-1) / H (half the drift): with |Q_T - Q*| <= gamma^T max|V*|,
     # any T with 2 gamma^T max|V*| below it gives Eq. (2) (the docs' provable truncation).
     assert np.abs(q_star[1] - q_star[0]).min() == pytest.approx(gamma ** (H - 1) / H, abs=1e-12)
     # The 2H-term exact solution is within gamma^T max|V*| of Eq. (3) (Bellman contraction).
-    sol = pwl.solve(pwl.definition_4_1(H))
+    sol = solve(definition_4_1(H))
     err = np.abs(sol.value(s) - v_star).max()
     assert 0 < err <= gamma**sol.horizon * np.abs(v_star).max()
     # Closed-form optimal return: each digit has mean 1/2. On the grid of 2^-bits the digits past
     # `bits` are 0, which changes only the term h = bits (2 g^(bits-1) s^(bits+1)) by g^(bits-1).
     bits = 16
-    grid_mean = pwl.def41_value(np.arange(2**bits) / 2**bits, H).mean()
-    assert pwl.def41_optimal_return(H) == pytest.approx(grid_mean + gamma ** (bits - 1), abs=1e-12)
+    grid_mean = def41_value(np.arange(2**bits) / 2**bits, H).mean()
+    assert def41_optimal_return(H) == pytest.approx(grid_mean + gamma ** (bits - 1), abs=1e-12)
 
 
 def test_def41_value_reads_binary_digits() -> None:
-    assert pwl.binary_digit(0.75, 1) == 1 and pwl.binary_digit(0.75, 2) == 1 and pwl.binary_digit(0.75, 3) == 0
-    np.testing.assert_array_equal(pwl.def41_policy([0.0, 2.0**-5, 2.0**-6], 4), [1, 0, 1])
+    assert binary_digit(0.75, 1) == 1 and binary_digit(0.75, 2) == 1 and binary_digit(0.75, 3) == 0
+    np.testing.assert_array_equal(def41_policy([0.0, 2.0**-5, 2.0**-6], 4), [1, 0, 1])
 
 
 # ============================================================================ generators
 def test_rand_generator_constraints() -> None:
     kink_counts = set()
     for seed in range(200):
-        mdp = pwl.rand_mdp(seed)
+        mdp = rand_mdp(seed)
         assert mdp.horizon == 10 and mdp.gamma == 1.0 and mdp.num_actions == 2
         for f, r in zip(mdp.dynamics, mdp.rewards):
             assert 2 <= f.num_pieces <= 4  # at most four pieces
@@ -282,14 +297,14 @@ def test_rand_generator_constraints() -> None:
         # f(., 0) and f(., 1) are drawn independently: different kinks.
         assert not np.array_equal(mdp.dynamics[0].x, mdp.dynamics[1].x)
     assert kink_counts == {1, 2, 3}
-    np.testing.assert_array_equal(pwl.rand_mdp(7).dynamics[1].v, pwl.rand_mdp(7).dynamics[1].v)
-    assert not np.array_equal(pwl.rand_mdp(7).dynamics[1].v, pwl.rand_mdp(8).dynamics[1].v)
+    np.testing.assert_array_equal(rand_mdp(7).dynamics[1].v, rand_mdp(7).dynamics[1].v)
+    assert not np.array_equal(rand_mdp(7).dynamics[1].v, rand_mdp(8).dynamics[1].v)
 
 
 def test_semi_rand_generator_constraints() -> None:
     knots = np.array([0.0, 1 / 3, 2 / 3, 1.0])
     for seed in range(200):
-        mdp = pwl.semi_rand_mdp(seed, reward="next_state")
+        mdp = semi_rand_mdp(seed, reward="next_state")
         for f, r in zip(mdp.dynamics, mdp.rewards):
             assert f.num_pieces == 3 and f.continuous_at.all()
             np.testing.assert_array_equal(f.x, knots)  # the same kinks for both actions
@@ -302,7 +317,7 @@ def test_semi_rand_generator_constraints() -> None:
 def test_mdp_rejects_dynamics_leaving_the_unit_interval() -> None:
     bad = PL.linear(1.0, 0.5)  # reaches 1.5
     with pytest.raises(ValueError, match="leaves"):
-        pwl.PiecewiseLinearMDP("bad", (bad,), (PL.constant(0.0),), 1.0, 3)
+        PiecewiseLinearMDP("bad", (bad,), (PL.constant(0.0),), 1.0, 3)
 
 
 # ============================================================================ TorchRL env
@@ -365,7 +380,7 @@ def test_optimal_nonstationary_policy_earns_v_t_in_the_env(env_id: str) -> None:
     env = make_env(env_id, seed=4)
     base: PiecewiseLinearEnv = env.base_env
     T = base.episode_steps
-    sol = pwl.solve(base.mdp, T, gamma=1.0)
+    sol = solve(base.mdp, T, gamma=1.0)
 
     def act(td):
         t = int(td.get(keys.STEP_COUNT))
@@ -384,12 +399,12 @@ def test_optimal_nonstationary_policy_earns_v_t_in_the_env(env_id: str) -> None:
 def test_optimal_return_follows_time_limit_and_kwargs() -> None:
     full = optimal_return("pwl/rand-3")
     assert optimal_return("pwl/rand-3", max_episode_steps=4) == pytest.approx(
-        pwl.solve(pwl.rand_mdp(3), 4).optimal_return)
+        solve(rand_mdp(3), 4).optimal_return)
     assert optimal_return("pwl/rand-3", max_episode_steps=50) == full
     assert optimal_return("pwl/rand-3", reward="next_state") == pytest.approx(
-        pwl.solve(pwl.rand_mdp(3, reward="next_state")).optimal_return)
+        solve(rand_mdp(3, reward="next_state")).optimal_return)
     # Each fixed action, evaluated exactly (V^a_h = r_a + V^a_{h-1} o f_a), earns less on average.
-    mdp = pwl.rand_mdp(3)
+    mdp = rand_mdp(3)
     for f, r in zip(mdp.dynamics, mdp.rewards):
         v = PL.constant(0.0)
         for _ in range(10):
@@ -435,24 +450,24 @@ def test_bad_pwl_ids_raise_config_error(env_id: str, kwargs: dict, match: str) -
 
 # ============================================================================ CLI and figures
 def test_cli_solve_def41(capsys: pytest.CaptureFixture) -> None:
-    assert pwl.main(["solve", "--method", "def41", "--H", "4"]) == 0
+    assert main(["solve", "--method", "def41", "--H", "4"]) == 0
     out = json.loads(capsys.readouterr().out)
-    sol = pwl.solve(pwl.definition_4_1(4))
+    sol = solve(definition_4_1(4))
     assert out["policy_pieces"] == 32 == out["theorem_4_2_policy_pieces"]
     assert out["horizon"] == 8 and out["q_pieces"] == sol.q_pieces
     assert out["optimal_return"] == pytest.approx(sol.optimal_return)
-    assert out["optimal_return_infinite_horizon"] == pytest.approx(pwl.def41_optimal_return(4))
+    assert out["optimal_return_infinite_horizon"] == pytest.approx(def41_optimal_return(4))
     assert abs(out["optimal_return"] - out["optimal_return_infinite_horizon"]) <= out["value_truncation_error_bound"]
 
 
 def test_cli_solve_and_stats_random(capsys: pytest.CaptureFixture) -> None:
-    assert pwl.main(["solve", "--method", "semi-rand", "--seed", "3"]) == 0
+    assert main(["solve", "--method", "semi-rand", "--seed", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
-    sol = pwl.solve(pwl.semi_rand_mdp(3))
+    sol = solve(semi_rand_mdp(3))
     assert out["policy_pieces"] == sol.policy_pieces and out["q_pieces"] == sol.q_pieces
-    assert pwl.main(["stats", "--method", "rand", "--n", "12", "--seed", "5", "--horizon", "6"]) == 0
+    assert main(["stats", "--method", "rand", "--n", "12", "--seed", "5", "--horizon", "6"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    pieces = np.array([pwl.solve(pwl.rand_mdp(s, horizon=6)).policy_pieces for s in range(5, 17)])
+    pieces = np.array([solve(rand_mdp(s, horizon=6)).policy_pieces for s in range(5, 17)])
     assert stats["fraction_policy_pieces_gt_100"] == pytest.approx((pieces > 100).mean())
     assert sum(stats["policy_pieces_histogram"].values()) == 12
     assert stats["policy_pieces_max"] == pieces.max()
@@ -470,7 +485,7 @@ def test_cli_solve_and_stats_random(capsys: pytest.CaptureFixture) -> None:
 )
 def test_cli_bad_arguments_exit_2(argv: list[str], field: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        pwl.main(argv)
+        main(argv)
     assert exit_info.value.code == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(error_lines) == 1 and field in error_lines[0]

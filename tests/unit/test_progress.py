@@ -8,8 +8,8 @@ import torch
 from callbacks.progress import FrameProgressBar
 from callbacks.schedule import FrameSchedule
 from lightning_mbrl import progress
+from lightning_mbrl.models.ensemble import GaussianEnsemble
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
-from lightning_mbrl.models.world_model import GaussianEnsemble
 
 
 class FakeClock:

@@ -166,3 +166,26 @@ def test_act_deterministic_and_stochastic() -> None:
     assert a.abs().max() < 1
     q = sac.q_values(obs, a)
     assert q.shape == (2, 5)
+
+
+@pytest.mark.parametrize("algo", ["MBPO", "MBSAC"])
+def test_model_based_sac_accepts_every_sac_argument_and_passes_it_on(algo) -> None:
+    """One source of truth: MBPO and MBSAC take all of SAC's arguments (same types; defaults may be
+    the paper's), and each reaches SAC (the networks and the temperature it builds)."""
+    import inspect
+
+    from lightning_mbrl.algos.mbpo import MBPO
+    from lightning_mbrl.algos.mbsac import MBSAC
+
+    cls = {"MBPO": MBPO, "MBSAC": MBSAC}[algo]
+    sac_params = inspect.signature(SAC.__init__).parameters
+    params = inspect.signature(cls.__init__).parameters
+    missing = [name for name in sac_params if name not in params]
+    assert not missing, f"{algo} lacks SAC's {missing}"
+    assert {n: params[n].annotation for n in sac_params} == {n: p.annotation for n, p in sac_params.items()}
+    env_kwargs = {"exclude_current_positions_from_observation": False}
+    model = cls(env="HalfCheetah-v5", env_kwargs=env_kwargs, hidden=(16,), actor_hidden=(8, 8), n_critics=3,
+                alpha=None, init_alpha=0.5, **({"model_hidden": (8,)} if algo == "MBPO" else {"model_units": 8}))
+    assert model.critic(torch.zeros(1, 18), torch.zeros(1, 6)).shape == (3, 1)  # 3 critics
+    assert [m.out_features for m in model.actor.modules() if isinstance(m, torch.nn.Linear)][:2] == [8, 8]
+    assert model.log_alpha.exp().item() == pytest.approx(0.5)

@@ -273,3 +273,60 @@ def test_actor_loss_gradient_matches_finite_differences(layer: int, row: int | N
         weight[index] = original
     numeric = (plus - minus) / (2 * eps)
     assert numeric == pytest.approx(analytic, rel=1e-5, abs=1e-8)
+
+
+class LinearModel(nn.Module):
+    """A toy world model: ``(s, a) -> (r, s')``, linear, for routing gradients through TD targets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(OBS + ACT, 1 + OBS).double()
+
+    def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(torch.cat([obs, action], -1))
+        return out[:, 0], obs + out[:, 1:]
+
+
+def model_critic_loss(model, actor, critic, target_critic, log_alpha, obs, action, grad_to_inputs, seed=3):
+    reward, next_obs = model(obs, action)
+    torch.manual_seed(seed)  # the same a' ~ pi(.|s') in every call
+    target = soft_td_target(reward, torch.zeros(B, dtype=torch.bool), next_obs, actor, target_critic,
+                            log_alpha.exp(), 0.99, grad_to_inputs=grad_to_inputs)
+    return critic_loss(obs, action, target, critic)["loss_critic"]
+
+
+@pytest.mark.parametrize("grad_to_inputs", [False, True])
+def test_td_target_reaches_the_model_only_when_asked(grad_to_inputs):
+    """OMD's need: the Bellman loss on model-predicted (r, s') differentiated with respect to the
+    model. By default the target is a constant (the model gets nothing); asked, the model gets the
+    gradient, and the actor, the target critics and alpha never do."""
+    actor, critic, target_critic, log_alpha = make_modules()
+    torch.manual_seed(1)
+    model = LinearModel()
+    obs, action = torch.randn(B, OBS, dtype=F64), torch.rand(B, ACT, dtype=F64) * 2 - 1
+    model_critic_loss(model, actor, critic, target_critic, log_alpha, obs, action, grad_to_inputs).backward()
+    assert all(p.grad is not None for p in critic.parameters())
+    assert all(p.grad is None for p in [*actor.parameters(), *target_critic.parameters(), log_alpha])
+    reached = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters()]
+    assert reached == [grad_to_inputs] * 2
+    assert all(p.requires_grad for p in actor.parameters())  # the named stop-gradient is undone
+
+
+def test_td_target_gradient_into_the_model_matches_finite_differences():
+    actor, critic, target_critic, log_alpha = make_modules()
+    torch.manual_seed(1)
+    model = LinearModel()
+    obs, action = torch.randn(B, OBS, dtype=F64), torch.rand(B, ACT, dtype=F64) * 2 - 1
+    loss = lambda: model_critic_loss(model, actor, critic, target_critic, log_alpha, obs, action, True)  # noqa: E731
+    (grad,) = torch.autograd.grad(loss(), [model.net.weight])
+    numeric = torch.zeros_like(grad)
+    eps = 1e-6
+    with torch.no_grad():
+        for index in [(0, 0), (0, 3), (1, 2), (2, 4), (3, 1)]:
+            model.net.weight[index] += eps
+            up = loss()
+            model.net.weight[index] -= 2 * eps
+            down = loss()
+            model.net.weight[index] += eps
+            numeric[index] = (up - down) / (2 * eps)
+            torch.testing.assert_close(grad[index], numeric[index], rtol=1e-5, atol=1e-8)

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from lightning_mbrl import keys
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
 from lightning_mbrl.keys import MASK
-from lightning_mbrl.models.world_model import EnsembleDynamics, GaussianEnsemble
+from lightning_mbrl.models.ensemble import GaussianEnsemble
+from lightning_mbrl.models.world_model import EnsembleDynamics
 
 F64 = torch.float64
 IN, OUT, E, ELITES, HIDDEN = 4, 3, 5, 3, (8, 8)
