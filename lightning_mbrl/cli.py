@@ -186,10 +186,7 @@ class MBRLCLI(LightningCLI):
         their_recipe, their_algo, their_env = run.get("recipe"), run.get("algorithm"), hparams.get("env")
         our_algo, our_env = _qualname(self.model_class), config.model.get("env")
         if their_algo is None:  # an older checkpoint: its hyperparameters tell whether they fit this class
-            accepted = inspect.signature(self.model_class.__init__).parameters
-            if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-                unknown = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
-                their_algo = f"another algorithm (hyperparameters {', '.join(unknown[:3])})" if unknown else None
+            their_algo = _other_algorithm(self.model_class, hparams)
         algo = _short(their_algo or our_algo)
         theirs = f"recipe {their_recipe} ({algo} on {their_env})" if their_recipe else f"{algo} on {their_env}"
         ours = f"recipe {self.recipe} ({_short(our_algo)} on {our_env})"
@@ -286,6 +283,25 @@ class MBRLCLI(LightningCLI):
 GPU_ACCELERATORS = {"gpu": "CUDA or MPS GPU", "cuda": "CUDA GPU", "mps": "MPS (Apple) GPU"}
 LIGHTNING_FLAG_CHECKS = ("pytorch_lightning/trainer/connectors/", "pytorch_lightning/accelerators/",
                          "lightning_fabric/connector.py", "lightning_fabric/accelerators/")
+
+
+def _other_algorithm(cls: type, hparams: dict) -> str | None:
+    """For a checkpoint that does not record its algorithm: a description of the other algorithm its
+    hyperparameters show (keys ``cls`` does not take, or most of the arguments ``cls`` adds to its
+    base classes missing: a SAC checkpoint given to MBPO), else ``None`` (it fits ``cls``)."""
+    accepted = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        return None
+    unknown = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
+    inherited = {name for base in cls.__mro__[1:] if "__init__" in vars(base)
+                 for name in inspect.signature(base.__init__).parameters}
+    own = [name for name in accepted if name not in inherited and name != "self"]
+    missing = [name for name in own if name not in hparams]
+    if unknown:
+        return f"another algorithm (hyperparameters {', '.join(unknown[:3])})"
+    if own and len(missing) > len(own) / 2:
+        return f"another algorithm (without {', '.join(missing[:3])})"
+    return None
 
 
 def _qualname(cls: type) -> str:
