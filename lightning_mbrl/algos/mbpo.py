@@ -203,12 +203,14 @@ class MBPO(SAC):
         self.model_fits += 1
         self.model_steps += int(stats["steps"])
         elites = stats["elites"]
-        self.log_to_loggers({
-            "model/holdout_mse": float(stats["holdout_mse"][elites].mean()),
+        row = {
             "model/elites": float(sum(1 << int(e) for e in elites)),
             "model/epochs": float(stats["epochs"]),
             "model/fits": float(self.model_fits),
-        })
+        }
+        if min(int(len(data) * hp.holdout_ratio), hp.max_holdout) > 0:  # no holdout (ratio 0): no holdout error
+            row["model/holdout_mse"] = float(stats["holdout_mse"][elites].mean())
+        self.log_to_loggers(row)
         return stats
 
     def model_gemm_dtype(self) -> torch.dtype | None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lightning_mbrl.models.world_model import EnsembleDynamics
-from tests.smoke.test_recipes import fit
+from tests.smoke.test_recipes import fit, metrics_rows
 
 
 @pytest.mark.parametrize("fpi", [1, 4])
@@ -151,3 +151,15 @@ def test_mbpo_with_learned_termination(in_tmp, monkeypatch):
     assert m.imagined == 200 * 1 + 200 * 3  # one step kept per rollout, then all three
     assert len(m.model_replay) == 800 and m.model_replay.newest(800)["next", "terminated"][:200].all()
     assert m.updates == 10 * 40
+
+
+def test_mbpo_without_a_holdout_logs_no_holdout_error_and_is_not_stopped_as_diverged(in_tmp):
+    """holdout_ratio 0 (no early stopping, max_model_epochs epochs): fit_ensemble's holdout MSE is NaN
+    by design; it is not logged, so the divergence guard (on in every recipe) does not stop the run."""
+    cli = fit("mbpo_invertedpendulum", "--model.holdout_ratio=0", "--model.max_model_epochs=2",
+              "--model.model_train_freq=50", "--model.rollout_batch_size=64", "--model.model_hidden=[16, 16]",
+              "--eval.every_frames=0", "--trainer.log_every_n_steps=1")
+    assert cli.model.frames == 200 and cli.model.model_fits == 2
+    rows = metrics_rows(cli)
+    assert any(r.get("model/fits") for r in rows)
+    assert not any(r.get("model/holdout_mse") for r in rows)
