@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytorch_lightning as pl
 
+from callbacks.evaluation import PeriodicEval
 from callbacks.schedule import FrameSchedule
 from lightning_mbrl.envs.pwl_env import PREFIX, optimal_return
 from lightning_mbrl.errors import ConfigError
 
 
-class OptimalReturn(pl.Callback):
+class OptimalReturn(PeriodicEval):
     """Every ``every_frames`` real frames and at the end of training, log ``eval/optimal_return``: the
     best expected episode return of the task, computed exactly (the 1-D piecewise-linear MDPs,
     ``pwl/...``), so that the gap of ``eval/return`` and ``eval/boots*/return`` to the optimum is
@@ -29,10 +28,5 @@ class OptimalReturn(pl.Callback):
                                     **pl_module.env_kwargs)
         self.schedule.start(pl_module.frames)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self.schedule.due(pl_module.frames):
-            pl_module.log_to_loggers({"eval/optimal_return": self.value})
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.schedule.due_at_end(pl_module.frames):  # beside the evaluators' end evaluation
-            pl_module.log_to_loggers({"eval/optimal_return": self.value})
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at_end: bool) -> None:
+        pl_module.log_to_loggers({"eval/optimal_return": self.value})
