@@ -128,7 +128,7 @@ def main() -> None:
         start_action = policy(start)
 
     def model_step() -> None:  # the model's share: the same step with the actions given
-        dynamics.step(start, start_action, mode="sample")
+        dynamics.transition(start, start_action, mode="sample")
 
     def rollout_all_members() -> None:  # the naive alternative: every member, then pick
         with torch.no_grad():

@@ -21,10 +21,10 @@ class OptimalReturn(PeriodicEval):
         self.value = float("nan")
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        env = pl_module.hparams.env
+        env = pl_module.env_id
         if not env.startswith(PREFIX):
             raise ConfigError(f"OptimalReturn needs a task with an exact solver ({PREFIX}... ids), got {env!r}")
-        self.value = optimal_return(env, max_episode_steps=pl_module.hparams.max_episode_steps,
+        self.value = optimal_return(env, max_episode_steps=pl_module.spec.max_episode_steps,
                                     **pl_module.env_kwargs)
         self.schedule.start(pl_module.frames)
 

@@ -6,13 +6,14 @@ they run ``episodes`` episodes of the planner, all stepped together, and log ``e
 ``eval/return``; ``name`` is ``boots`` or ``mpc`` unless given (two BootsEval with different
 ``horizon`` need different names).
 
-What they read from the module (``lightning_mbrl.protocols``): ``q_values`` (min over the twin
-critics) or ``q_all`` (discrete actions), ``policy_dist`` (pre-tanh mean and log-std, for BOOTS over
-the policy's noise and for policy-seeded MPC) and ``make_env``. The model: the module's
-``world_model`` where it has one (MBSAC's SLBO model, MBPO's ensemble with ``model_mode``);
-otherwise the callback fits its own SLBO model on the module's real replay buffer before each
-evaluation (BOOTS-SAC, Dong et al. 2020, Algorithm 1 line 3), with the task's known reward, and logs
-``eval/<name>/own_model_loss``.
+What they read from the module is declared in ``lightning_mbrl.protocols``: the run (``RunView``:
+frames, rank seed, env spec and id, the real replay read-only, ``make_env``), ``q_values`` (min over
+the twin critics) or ``q_all`` (discrete actions), ``policy_dist`` (pre-tanh mean and log-std, for
+BOOTS over the policy's noise and for policy-seeded MPC) and the ``world_model`` where there is one
+(``WorldModel``: MBSAC's SLBO model, MBPO's ensemble with ``model_mode``). Without one the callback
+fits its own SLBO model on the real replay before each evaluation (BOOTS-SAC, Dong et al. 2020,
+Algorithm 1 line 3) with ``models.slbo.fit_slbo``, MBSAC's model step, and the ``own_model_*``
+settings, with the task's known reward, and logs ``eval/<name>/own_model_loss``.
 
 They never change training state: everything runs under ``no_grad`` and ``fork_rng`` (the global RNG
 is restored), with the callback's own env, model, optimizer and ``torch.Generator``.
@@ -26,7 +27,6 @@ from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from callbacks.evaluation import EVAL_SEED_OFFSET, PeriodicEval, counting, run_episodes
@@ -36,9 +36,11 @@ from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
 from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
 from lightning_mbrl.models.ensemble import PREDICT_MODES
-from lightning_mbrl.models.slbo import DeterministicDynamics
+from lightning_mbrl.models.rollout import transition_of
+from lightning_mbrl.models.slbo import DeterministicDynamics, fit_slbo
 from lightning_mbrl.models.utils import adam
 from lightning_mbrl.planners import BootsPlanner, MPCPlanner
+from lightning_mbrl.protocols import DiscreteQFunction, QFunction, ReplayView, RunView, world_model_of
 from lightning_mbrl.planners.boots import OPTIMIZERS as BOOTS_OPTIMIZERS
 from lightning_mbrl.planners.cem import check_search_args
 from lightning_mbrl.planners.mpc import OPTIMIZERS as MPC_OPTIMIZERS
@@ -60,53 +62,39 @@ def _check_planner_args(horizon, min_horizon, optimizer, optimizers, n_candidate
 
 class OwnModel:
     """The callback's SLBO model for modules without a world model (BOOTS-SAC, BOOTS-DQN), trained
-    warm-started on the real replay buffer before each evaluation. Discrete actions enter the
-    network one-hot; rewards come from the task's known reward function."""
+    warm-started on the run's real replay before each evaluation by ``models.slbo.fit_slbo`` (MBSAC's
+    model step). Discrete actions enter the network one-hot; rewards come from the task's known
+    reward function."""
 
-    def __init__(self, module: pl.LightningModule, units: int, blocks: int, lr: float, batch_size: int) -> None:
-        spec = module.spec
-        env_id, env_kwargs = module.hparams.env, getattr(module, "env_kwargs", {})
+    def __init__(self, run: RunView, units: int, blocks: int, lr: float, batch_size: int, grad_clip: float) -> None:
+        spec = run.spec
         try:
-            reward = known_reward_fn(env_id, env_kwargs)
+            reward = known_reward_fn(run.env_id, run.env_kwargs)
         except ConfigError as err:
             raise ConfigError(
-                f"{type(module).__name__} has no world model, so the planner fits its own, which needs the task's "
+                f"{type(run).__name__} has no world model, so the planner fits its own, which needs the task's "
                 f"known reward: {err}"
             ) from None
         try:
-            done = known_termination_fn(env_id, env_kwargs)
+            done = known_termination_fn(run.env_id, run.env_kwargs)
         except ConfigError:
             done = None
-        self.n_actions = spec.num_actions
         action_dim = spec.num_actions if spec.discrete else spec.action_dim
         self.model = DeterministicDynamics(spec.observation_dim, action_dim, units, blocks, reward_fn=reward,
-                                           termination_fn=done).to(module.device)
+                                           termination_fn=done, discrete_actions=spec.discrete).to(run.device)
         self.optimizer = adam(self.model.parameters(), lr=lr)
-        self.batch_size = batch_size
+        self.batch_size, self.grad_clip = batch_size, grad_clip
         self.seen = 0
 
-    def encode(self, action: Tensor) -> Tensor:
-        return F.one_hot(action.long(), self.n_actions).float() if self.n_actions is not None else action
-
-    def fit(self, buffer: Any, steps: int, tick: Callable[[], None] = lambda: None) -> float:
+    def fit(self, replay: ReplayView, steps: int, tick: Callable[[], None] = lambda: None) -> float:
         """Feed the normalisers the transitions added since the last fit, then ``steps`` Adam steps
         (``tick()`` after each, for progress reports)."""
-        data = buffer[self.seen : len(buffer)]
-        self.seen = len(buffer)
+        data = replay[self.seen : len(replay)]
+        self.seen = len(replay)
         self.model.update_normalizers(data[keys.OBSERVATION], data[keys.NEXT_OBSERVATION])
-        loss = torch.zeros(())
-        with torch.enable_grad():
-            for _ in range(steps):
-                batch = buffer.sample(self.batch_size)
-                losses = self.model.loss(batch[keys.OBSERVATION], self.encode(batch[keys.ACTION]),
-                                         batch[keys.NEXT_OBSERVATION])
-                self.optimizer.zero_grad(set_to_none=True)
-                (losses["loss_l2"] + losses["loss_weight_decay"]).backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1000.0)
-                self.optimizer.step()
-                loss = losses["loss_l2"].detach()
-                tick()
-        return float(loss)
+        losses = fit_slbo(self.model, self.optimizer, replay.sample, steps, batch_size=self.batch_size,
+                          grad_clip=self.grad_clip, on_step=tick)
+        return float(losses["loss_l2"]) if losses is not None else 0.0
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "seen": self.seen}
@@ -115,16 +103,6 @@ class OwnModel:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.seen = state["seen"]
-
-    @torch.no_grad()
-    def step(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The planners' dynamics: the network on the encoded action, the known functions on the
-        action as the env takes it (an integer for discrete tasks)."""
-        next_obs = self.model(obs, self.encode(action))
-        reward = self.model.reward_fn(obs, action, next_obs)
-        if self.model.termination_fn is None:
-            return next_obs, reward, torch.zeros(obs.shape[:-1], dtype=torch.bool, device=obs.device)
-        return next_obs, reward, self.model.termination_fn(obs, action, next_obs).reshape(obs.shape[:-1]).bool()
 
 
 class PlannerEval(PeriodicEval):
@@ -142,6 +120,9 @@ class PlannerEval(PeriodicEval):
         own_model_steps: int,
         own_model_units: int,
         own_model_blocks: int,
+        own_model_lr: float,
+        own_model_batch_size: int,
+        own_model_grad_clip: float,
     ) -> None:
         self.schedule = FrameSchedule(every_frames)
         require_positive("episodes", episodes)
@@ -153,7 +134,11 @@ class PlannerEval(PeriodicEval):
         self.every_frames, self.episodes, self.max_episode_steps = every_frames, episodes, max_episode_steps
         self.name = name or self.default_name
         self.model_mode = model_mode
-        self.own_model_args = (own_model_units, own_model_blocks)
+        for field, value in (("own_model_lr", own_model_lr), ("own_model_batch_size", own_model_batch_size),
+                             ("own_model_grad_clip", own_model_grad_clip)):
+            require_positive(field, value)
+        self.own_model_args = dict(units=own_model_units, blocks=own_model_blocks, lr=own_model_lr,
+                                   batch_size=own_model_batch_size, grad_clip=own_model_grad_clip)
         self.own_model_steps = own_model_steps
         self.own_model: OwnModel | None = None
         self.calls = 0
@@ -168,10 +153,12 @@ class PlannerEval(PeriodicEval):
         """The planner (``BootsPlanner``, ``MPCPlanner``) over ``dynamics`` and the module's Q and policy."""
 
     def dynamics(self, module: pl.LightningModule):
-        world_model = getattr(module, "world_model", None)
-        if world_model is not None:
-            return functools.partial(world_model.step, mode=self.model_mode)
-        return self.own_model.step
+        """The planners' ``(obs, action) -> (next_obs, reward, terminated)`` over the module's world
+        model (``protocols.WorldModel``) in ``model_mode``, or over the callback's own model."""
+        world_model = world_model_of(module)
+        if world_model is None:
+            return self.own_model.model.transition
+        return functools.partial(transition_of(world_model), mode=self.model_mode)
 
     @staticmethod
     def min_q(module: pl.LightningModule):
@@ -187,12 +174,14 @@ class PlannerEval(PeriodicEval):
             )
         if not self.every_frames:
             return
-        if not hasattr(pl_module, "q_values") and not hasattr(pl_module, "q_all"):
+        if not isinstance(pl_module, RunView):
+            raise ConfigError(f"{type(self).__name__} needs a module that follows lightning_mbrl.protocols.RunView")
+        if not isinstance(pl_module, (QFunction, DiscreteQFunction)):
             raise ConfigError(f"{type(self).__name__} needs a module with a Q-function; {type(pl_module).__name__} has none")
-        if getattr(pl_module, "world_model", None) is None and self.own_model is None:
+        if world_model_of(pl_module) is None and self.own_model is None:
             with torch.random.fork_rng():  # initialised from the run's seed and rank, not the global RNG
                 torch.manual_seed(pl_module.rank_seed + OWN_MODEL_SEED_OFFSET)
-                self.own_model = OwnModel(pl_module, *self.own_model_args, lr=1e-3, batch_size=64)
+                self.own_model = OwnModel(pl_module, **self.own_model_args)
         if self._restored is not None:
             self.calls = self._restored["calls"]
             if self.own_model is not None and "own_model" in self._restored:
@@ -241,7 +230,7 @@ class PlannerEval(PeriodicEval):
         with torch.no_grad(), torch.random.fork_rng(devices=[module.device] if module.device.type == "cuda" else []):
             if self.own_model is not None:
                 with progress.phase(f"eval {self.name}: model fit", self.own_model_steps, unit="steps") as tick:
-                    row["own_model_loss"] = self.own_model.fit(module.runtime.buffer, self.own_model_steps, tick)
+                    row["own_model_loss"] = self.own_model.fit(module.real_replay, self.own_model_steps, tick)
             act = self.make_actor(module, self.episodes)
             self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
             with progress.phase(f"eval {self.name}", max_steps, unit="steps") as tick:
@@ -296,9 +285,12 @@ class BootsEval(PlannerEval):
         own_model_steps: int = 2_000,
         own_model_units: int = 200,
         own_model_blocks: int = 2,
+        own_model_lr: float = 1e-3,
+        own_model_batch_size: int = 64,
+        own_model_grad_clip: float = 1000.0,
     ) -> None:
         super().__init__(every_frames, episodes, max_episode_steps, name, model_mode, own_model_steps,
-                         own_model_units, own_model_blocks)
+                         own_model_units, own_model_blocks, own_model_lr, own_model_batch_size, own_model_grad_clip)
         self.planner_args = dict(horizon=horizon, optimizer=optimizer, n_candidates=n_candidates, n_iters=n_iters,
                                  n_elites=n_elites, smoothing=smoothing, discount=discount)
         _check_planner_args(horizon, 0, optimizer, BOOTS_OPTIMIZERS, n_candidates, n_iters, n_elites, smoothing, discount)
@@ -342,9 +334,12 @@ class MPCEval(PlannerEval):
         own_model_steps: int = 2_000,
         own_model_units: int = 200,
         own_model_blocks: int = 2,
+        own_model_lr: float = 1e-3,
+        own_model_batch_size: int = 64,
+        own_model_grad_clip: float = 1000.0,
     ) -> None:
         super().__init__(every_frames, episodes, max_episode_steps, name, model_mode, own_model_steps,
-                         own_model_units, own_model_blocks)
+                         own_model_units, own_model_blocks, own_model_lr, own_model_batch_size, own_model_grad_clip)
         self.use_policy = use_policy
         self.planner_args = dict(horizon=horizon, optimizer=optimizer, n_candidates=n_candidates, n_iters=n_iters,
                                  n_elites=n_elites, smoothing=smoothing, discount=discount)
@@ -357,9 +352,9 @@ class MPCEval(PlannerEval):
 
     def make_planner(self, module: pl.LightningModule, dynamics, generator: torch.Generator) -> MPCPlanner:
         init_dynamics = None
-        world_model = getattr(module, "world_model", None)
+        world_model = world_model_of(module)
         if world_model is not None:
-            init_dynamics = functools.partial(world_model.step, mode="mean")
+            init_dynamics = functools.partial(transition_of(world_model), mode="mean")
         policy = module.policy_dist if self.use_policy else None
         q_fn = self.min_q(module) if self.use_policy else None
         return MPCPlanner(dynamics, q_fn, policy, action_dim=module.spec.action_dim, generator=generator,

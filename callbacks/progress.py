@@ -51,7 +51,7 @@ class FrameProgressBar(TQDMProgressBar):
 
     # ------------------------------------------------------------------------------ the frame bar
     def init_train_tqdm(self) -> Tqdm:
-        return Tqdm(desc="frames", total=self.trainer.lightning_module.hparams.max_frames, leave=True,
+        return Tqdm(desc="frames", total=self.trainer.lightning_module.max_frames, leave=True,
                     position=2 * self.process_position, disable=self.is_disabled, dynamic_ncols=True,
                     file=sys.stderr, smoothing=0, bar_format=BAR_FORMAT)
 
@@ -62,7 +62,7 @@ class FrameProgressBar(TQDMProgressBar):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         bar = self.train_progress_bar
-        bar.reset(total=pl_module.hparams.max_frames)
+        bar.reset(total=pl_module.max_frames)
         bar.initial = 0
         self._meter = progress.RateMeter(self.rate_window_s, self.clock)
         self.refresh(trainer, pl_module)

@@ -194,7 +194,7 @@ class VideoEval(PeriodicEval):
     # ------------------------------------------------------------------------------ recording
     def make_env(self, pl_module: pl.LightningModule):
         """A batch-less env of the module's task in ``rgb_array`` mode; ConfigError if it cannot render."""
-        env_id = pl_module.hparams.env
+        env_id = pl_module.env_id
         overrides: dict[str, Any] = {"render_mode": "rgb_array", "width": self.width, "height": self.height}
         if self.camera is not None:
             overrides["camera_id" if _is_int(self.camera) else "camera_name"] = self.camera

@@ -14,9 +14,10 @@ import os
 import re
 import sys
 import traceback
+import typing
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, NoReturn, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -31,7 +32,7 @@ from callbacks.evaluation import PolicyEval
 from callbacks.limits import apply_callback_limits
 from callbacks.progress import callbacks_with_progress_bar
 from lightning_mbrl.allocator import keep_freed_memory
-from lightning_mbrl.errors import ConfigError, TrainingDiverged
+from lightning_mbrl.errors import ConfigError, TrainingDiverged, describe_type
 
 DEFAULT_SAVE_DIR = "runs"  # run folders: runs/<recipe>/version_N
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -55,6 +56,21 @@ class RunFolderOfRankZero(pl.Callback):
         if trainer.world_size > 1 and loggers:
             for lg, version in zip(loggers, trainer.strategy.broadcast([lg.version for lg in loggers])):
                 lg._version = version  # read by log_dir; the loggers take no other setter
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """jsonargparse's parse errors (a value its type does not allow, an unknown key, a malformed config)
+    become a ``ConfigError`` with one line naming the key, instead of the usage text and a multi-line
+    message; for the model's arguments, in the words of ``errors.check_arguments``:
+    ``model.max_frames must be a positive int, got 0``. Parsers that raise instead of exiting
+    (``exit_on_error=False``, jsonargparse's internal ones) keep jsonargparse's behaviour."""
+
+    model_class: type | None = None  # set by MBRLCLI.init_parser
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        raise ConfigError(_parse_error_line(message, self.model_class)) from None
 
 
 class MBRLCLI(LightningCLI):
@@ -83,9 +99,15 @@ class MBRLCLI(LightningCLI):
             seed_everything_default=False,  # seeding is per rank, from model.seed, in on_fit_start
             parser_kwargs=parser_kwargs if not run else {"fit": parser_kwargs, "validate": parser_kwargs},
             save_config_kwargs={"overwrite": True},
+            parser_class=OneLineErrorParser,
             args=args,
             run=run,
         )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser.model_class = self.model_class
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(PolicyEval, "eval")
@@ -171,6 +193,8 @@ class MBRLCLI(LightningCLI):
         del ckpt
         try:
             super()._parse_ckpt_path()
+        except ConfigError:  # the checkpoint's hyperparameters rejected by the parser (OneLineErrorParser)
+            raise
         except Exception as err:  # noqa: BLE001
             raise ConfigError(unreadable.format(type(err).__name__)) from None
         if self.config.subcommand == "fit":
@@ -302,6 +326,38 @@ def _other_algorithm(cls: type, hparams: dict) -> str | None:
     if own and len(missing) > len(own) / 2:
         return f"another algorithm (without {', '.join(missing[:3])})"
     return None
+
+
+_GIVEN_VALUE = (  # where jsonargparse's messages say the value they rejected, most specific first
+    r"Given value: (.+)", r"Got value: (.+)", r"Not of type \w+: (.+?) does not conform to restriction",
+    r"Not of type \w+: (.+?) not an? (?:integer|number)", r"invalid literal for int\(\) with base 10: (.+)",
+    r"could not convert string to float: (.+)",
+)
+
+
+def _parse_error_line(message: str, model_class: type | None) -> str:
+    """One line for a jsonargparse parse error: ``model.<name> must be <allowed>, got <value>`` when the
+    key is an argument of ``model_class`` (its annotation says what is allowed), else the message's
+    lines joined."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    joined = " ".join(lines)
+    key = re.match(r'Parser key "([^"]+)":', lines[0]) if lines else None
+    name = re.search(r"(?:^|\.)model\.(\w+)$", key.group(1)) if key else None
+    if name is None or model_class is None:
+        return joined
+    try:
+        annotation = typing.get_type_hints(model_class.__init__).get(name.group(1))
+    except Exception:  # noqa: BLE001 -- an annotation that does not resolve: say what jsonargparse said
+        annotation = None
+    if annotation is None:
+        return joined
+    allowed = describe_type(annotation)
+    if "a list" not in allowed:  # for a list, the value jsonargparse names is one of its items
+        for pattern in _GIVEN_VALUE:
+            found = re.search(pattern, message)
+            if found:
+                return f"{key.group(1)} must be {allowed}, got {found.group(1).strip()}"
+    return f"{key.group(1)} must be {allowed} ({' '.join(lines[1:])})"
 
 
 def _qualname(cls: type) -> str:

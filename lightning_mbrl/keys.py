@@ -17,8 +17,8 @@ DONE = (NEXT, "done")
 STEP_COUNT = "step_count"
 EPISODE_RETURN = "episode_reward"  # written by torchrl.envs.RewardSum
 NEXT_EPISODE_RETURN = (NEXT, EPISODE_RETURN)
-#: Imagined rollouts: ``bool [horizon, N, 1]``, False for the steps after a rollout terminated.
-MASK = "mask"
+#: World-model steps: ``P(not terminated)`` of the step, ``[*B, 1]`` (``models.rollout``).
+CONTINUE_PROB = (NEXT, "continue_prob")
 
 #: The keys a model-free off-policy update needs from a replay sample.
 TRANSITION_KEYS = (OBSERVATION, ACTION, REWARD, TERMINATED, NEXT_OBSERVATION)

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import pytorch_lightning as pl
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from pytorch_lightning.utilities import rank_zero_warn
 from tensordict import TensorDictBase
 from torch import Tensor
@@ -42,7 +43,7 @@ from torchrl.data import ReplayBuffer
 from torchrl.envs import EnvBase
 
 from lightning_mbrl import keys
-from lightning_mbrl.data.collection import ActorPolicy, make_replay_buffer
+from lightning_mbrl.data.collection import ActorPolicy, ReplayView, make_replay_buffer
 from lightning_mbrl.data.snapshot import (
     collector_state,
     load_collector_state,
@@ -54,7 +55,7 @@ from lightning_mbrl.data.snapshot import (
 from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs import EnvSpec, env_spec, make_env
 from lightning_mbrl.envs.state import env_state, load_env_state
-from lightning_mbrl.errors import ConfigError, require_non_negative, require_positive
+from lightning_mbrl.errors import ConfigError, check_arguments
 
 RANK_SEED_STRIDE = 1000
 
@@ -96,25 +97,19 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         env: str,
         *,
         env_kwargs: dict[str, Any] | None,
-        max_episode_steps: int | None,
+        max_episode_steps: PositiveInt | None,
         seed: int,
-        max_frames: int,
-        init_random_frames: int,
-        frames_per_iteration: int,
-        updates_per_frame: int,
-        batch_size: int,
-        buffer_size: int,
+        max_frames: PositiveInt,
+        init_random_frames: NonNegativeInt,
+        frames_per_iteration: PositiveInt,
+        updates_per_frame: PositiveInt,
+        batch_size: PositiveInt,
+        buffer_size: PositiveInt,
         continuous_only: bool,
     ) -> None:
+        check_arguments(OffPolicyAlgorithm, locals())  # each value against its annotation (errors.py)
         super().__init__()
         self.automatic_optimization = False
-        require_positive("max_frames", max_frames)
-        require_non_negative("init_random_frames", init_random_frames)
-        require_positive("frames_per_iteration", frames_per_iteration)
-        require_positive("batch_size", batch_size)
-        require_positive("buffer_size", buffer_size)
-        if not isinstance(updates_per_frame, int) or updates_per_frame < 1:
-            raise ConfigError(f"updates_per_frame (G) must be an integer >= 1, got {updates_per_frame!r}")
         for name, value in (("max_frames", max_frames), ("init_random_frames", init_random_frames)):
             if value % frames_per_iteration:
                 raise ConfigError(f"{name} ({value}) must be a multiple of frames_per_iteration ({frames_per_iteration})")
@@ -123,7 +118,6 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
         self.env_kwargs = dict(env_kwargs or {})
         self.spec: EnvSpec = env_spec(env, **self.env_kwargs)
         if max_episode_steps is not None:
-            require_positive("max_episode_steps", max_episode_steps)
             self.spec = replace(self.spec, max_episode_steps=max_episode_steps)
         if continuous_only and self.spec.discrete:
             raise ConfigError(
@@ -169,6 +163,27 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
     @property
     def rank_seed(self) -> int:
         return self.hparams.seed + self.global_rank * RANK_SEED_STRIDE
+
+    # ----------------------------------------------------------------------------- the run, read-only
+    # (protocols.RunView: what callbacks read; frames, rank_seed, spec, env_kwargs, make_env and
+    # log_to_loggers are defined with the loop)
+    @property
+    def env_id(self) -> str:
+        return self.hparams.env
+
+    @property
+    def max_frames(self) -> int:
+        return self.hparams.max_frames
+
+    @property
+    def real_replay(self) -> ReplayView:
+        """The real replay buffer, read-only (its data exists from ``on_fit_start`` to the end of fit)."""
+        return ReplayView(self._real_buffer)
+
+    def _real_buffer(self) -> ReplayBuffer:
+        if self.runtime is None:
+            raise RuntimeError("the real replay exists only while fitting")
+        return self.runtime.buffer
 
     # ----------------------------------------------------------------------------- lifecycle
     def on_fit_start(self) -> None:

@@ -23,21 +23,24 @@ Actions: ``make_env`` gives discrete envs a categorical action spec, so a single
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from lightning_mbrl import keys
 from lightning_mbrl.algos.base import OffPolicyAlgorithm
-from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
+from lightning_mbrl.errors import ConfigError, LeftOpenUnitInterval, check_arguments, plain
 from lightning_mbrl.models.critic import DiscreteQ
-from lightning_mbrl.models.mlp import ACTIVATIONS
 from lightning_mbrl.models.utils import adam, polyak_update
 from lightning_mbrl.objectives import dqn as dqn_losses
 
-EXPLORATIONS = ("epsilon", "softmax")
+Activation = Literal["relu", "silu", "tanh", "elu"]  # the keys of models.mlp.ACTIVATIONS (a test checks)
+Loss = Literal["huber", "mse"]  # objectives.dqn.LOSSES (a test checks)
+Exploration = Literal["epsilon", "softmax"]
+EXPLORATIONS = get_args(Exploration)
 
 
 class DQN(OffPolicyAlgorithm):
@@ -45,28 +48,28 @@ class DQN(OffPolicyAlgorithm):
         self,
         env: str = "CartPole-v1",
         env_kwargs: dict[str, Any] | None = None,
-        max_episode_steps: int | None = None,
+        max_episode_steps: PositiveInt | None = None,
         seed: int = 0,
-        max_frames: int = 50_000,
-        init_random_frames: int = 1_000,
-        frames_per_iteration: int = 1,
-        updates_per_frame: int = 1,
-        batch_size: int = 128,
-        buffer_size: int = 50_000,
-        hidden: tuple[int, ...] = (64, 64),
-        activation: str = "relu",
-        gamma: float = 0.99,
-        lr: float = 1e-3,
+        max_frames: PositiveInt = 50_000,
+        init_random_frames: NonNegativeInt = 1_000,
+        frames_per_iteration: PositiveInt = 1,
+        updates_per_frame: PositiveInt = 1,
+        batch_size: PositiveInt = 128,
+        buffer_size: PositiveInt = 50_000,
+        hidden: tuple[PositiveInt, ...] = (64, 64),
+        activation: Activation = "relu",
+        gamma: ClosedUnitInterval = 0.99,
+        lr: PositiveFloat = 1e-3,
         double: bool = True,
-        loss: str = "huber",
-        max_grad_norm: float | None = 10.0,
-        target_update_every: int = 500,
-        tau: float = 1.0,
-        exploration: str = "epsilon",
-        epsilon_start: float = 1.0,
-        epsilon_end: float = 0.05,
-        epsilon_decay_frames: int = 10_000,
-        temperature: float = 1.0,
+        loss: Loss = "huber",
+        max_grad_norm: PositiveFloat | None = 10.0,
+        target_update_every: PositiveInt = 500,
+        tau: LeftOpenUnitInterval = 1.0,
+        exploration: Exploration = "epsilon",
+        epsilon_start: ClosedUnitInterval = 1.0,
+        epsilon_end: ClosedUnitInterval = 0.05,
+        epsilon_decay_frames: NonNegativeInt = 10_000,
+        temperature: PositiveFloat = 1.0,
     ) -> None:
         """
         Args:
@@ -89,7 +92,10 @@ class DQN(OffPolicyAlgorithm):
                 to end over the first ``epsilon_decay_frames`` real frames after
                 ``init_random_frames`` (0: ``epsilon_end`` from the start), then stays there.
             temperature: the Boltzmann temperature (``exploration="softmax"`` only).
+
+        Each argument is checked against its annotation (``errors.check_arguments``).
         """
+        check_arguments(DQN, locals())
         super().__init__(
             env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed,
             max_frames=max_frames, init_random_frames=init_random_frames,
@@ -97,31 +103,12 @@ class DQN(OffPolicyAlgorithm):
             batch_size=batch_size, buffer_size=buffer_size, continuous_only=False,
         )
         self.save_hyperparameters()
+        self.hparams.update(plain(dict(self.hparams)))  # jsonargparse's PositiveInt(3) as 3 in checkpoints
         if not self.spec.discrete:
             raise ConfigError(
                 f"DQN needs a discrete action space; env {env!r} has a Box action space "
                 f"({self.spec.action_dim}-dimensional)"
             )
-        require_in_range("gamma", gamma, 0.0, 1.0)
-        require_positive("lr", lr)
-        if any(not isinstance(w, int) or w < 1 for w in hidden):
-            raise ConfigError(f"hidden must be a list of positive layer widths, got {list(hidden)!r}")
-        if activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if loss not in dqn_losses.LOSSES:
-            raise ConfigError(f"loss must be one of {dqn_losses.LOSSES}, got {loss!r}")
-        if exploration not in EXPLORATIONS:
-            raise ConfigError(f"exploration must be one of {EXPLORATIONS}, got {exploration!r}")
-        if max_grad_norm is not None:
-            require_positive("max_grad_norm", max_grad_norm)
-        if not isinstance(target_update_every, int) or target_update_every < 1:
-            raise ConfigError(f"target_update_every must be an integer >= 1, got {target_update_every!r}")
-        if not 0.0 < tau <= 1.0:
-            raise ConfigError(f"tau must be in (0, 1], got {tau!r}")
-        require_in_range("epsilon_start", epsilon_start, 0.0, 1.0)
-        require_in_range("epsilon_end", epsilon_end, 0.0, 1.0)
-        require_non_negative("epsilon_decay_frames", epsilon_decay_frames)
-        require_positive("temperature", temperature)
 
         with torch.random.fork_rng():  # reproducible initialisation without touching global RNG
             torch.manual_seed(seed)

@@ -17,9 +17,10 @@ One iteration (``training_step``):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pytorch_lightning.utilities import rank_zero_info
 from tensordict import TensorDictBase, cat as td_cat
 
@@ -33,12 +34,15 @@ from lightning_mbrl.data.model_replay import (
 )
 from lightning_mbrl.data.snapshot import load_replay_state, replay_state
 from lightning_mbrl.distributed import SYNC
-from lightning_mbrl.envs.mujoco_fns import termination_fn
-from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
-from lightning_mbrl.models.model_training import GEMM_PRECISIONS, fit_ensemble, gemm_dtype_for, make_model_optimizer
+from lightning_mbrl.envs.known_fns import termination_fn
+from lightning_mbrl.errors import ConfigError, HoldoutRatio, check_arguments, plain
+from lightning_mbrl.models.model_training import fit_ensemble, gemm_dtype_for, make_model_optimizer
 from lightning_mbrl.models.world_model import EnsembleDynamics
+from lightning_mbrl.objectives.returns import alive_mask, discounted_return
 
-TERMINATION_CHOICES = ("known", "learned", "never")
+Termination = Literal["known", "learned", "never"]
+TERMINATION_CHOICES = get_args(Termination)
+GemmDtype = Literal["auto", "float32", "bfloat16"]  # models.model_training.GEMM_PRECISIONS (a test checks)
 MBPO_HIDDEN_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5)  # per hidden layer; 1e-4 on the output (REFERENCE 1.3)
 
 
@@ -54,43 +58,43 @@ class MBPO(SAC):
         self,
         env: str = "HalfCheetah-v5",
         env_kwargs: dict[str, Any] | None = None,
-        max_episode_steps: int | None = None,
+        max_episode_steps: PositiveInt | None = None,
         seed: int = 0,
-        max_frames: int = 400_000,
-        init_random_frames: int = 5_000,
-        frames_per_iteration: int = 1,
-        updates_per_frame: int = 40,
-        batch_size: int = 256,
-        buffer_size: int = 1_000_000,
-        hidden: tuple[int, ...] = (256, 256),
-        actor_hidden: tuple[int, ...] | None = None,
-        n_critics: int = 2,
-        gamma: float = 0.99,
-        tau: float = 5e-3,
-        actor_lr: float = 3e-4,
-        critic_lr: float = 3e-4,
-        alpha_lr: float = 3e-4,
-        alpha: float | None = None,
-        init_alpha: float = 1.0,
+        max_frames: PositiveInt = 400_000,
+        init_random_frames: NonNegativeInt = 5_000,
+        frames_per_iteration: PositiveInt = 1,
+        updates_per_frame: PositiveInt = 40,
+        batch_size: PositiveInt = 256,
+        buffer_size: PositiveInt = 1_000_000,
+        hidden: tuple[PositiveInt, ...] = (256, 256),
+        actor_hidden: tuple[PositiveInt, ...] | None = None,
+        n_critics: PositiveInt = 2,
+        gamma: ClosedUnitInterval = 0.99,
+        tau: ClosedUnitInterval = 5e-3,
+        actor_lr: PositiveFloat = 3e-4,
+        critic_lr: PositiveFloat = 3e-4,
+        alpha_lr: PositiveFloat = 3e-4,
+        alpha: NonNegativeFloat | None = None,
+        init_alpha: PositiveFloat = 1.0,
         target_entropy: float | None = -3.0,
         # world model
-        ensemble_size: int = 7,
-        num_elites: int = 5,
-        model_hidden: tuple[int, ...] = (200, 200, 200, 200),
-        model_lr: float = 1e-3,
-        model_batch_size: int = 256,
-        holdout_ratio: float = 0.2,
-        max_holdout: int = 5_000,
-        max_model_epochs: int | None = None,
-        model_gemm_dtype: str = "auto",
-        termination: str = "known",
+        ensemble_size: PositiveInt = 7,
+        num_elites: PositiveInt = 5,
+        model_hidden: tuple[PositiveInt, ...] = (200, 200, 200, 200),
+        model_lr: PositiveFloat = 1e-3,
+        model_batch_size: PositiveInt = 256,
+        holdout_ratio: HoldoutRatio = 0.2,
+        max_holdout: NonNegativeInt = 5_000,
+        max_model_epochs: PositiveInt | None = None,
+        model_gemm_dtype: GemmDtype = "auto",
+        termination: Termination = "known",
         # imagination
-        model_train_freq: int = 250,
-        rollout_batch_size: int = 100_000,
+        model_train_freq: PositiveInt = 250,
+        rollout_batch_size: PositiveInt = 100_000,
         rollout_schedule: Sequence[int] = (20, 150, 1, 1),
-        epoch_length: int = 1_000,
-        model_retain_epochs: int = 1,
-        real_ratio: float = 0.05,
+        epoch_length: PositiveInt = 1_000,
+        model_retain_epochs: PositiveInt = 1,
+        real_ratio: ClosedUnitInterval = 0.05,
     ) -> None:
         """
         Args:
@@ -108,7 +112,10 @@ class MBPO(SAC):
                 device has bf16 GEMMs in hardware (CPUs with AVX512-BF16 or AMX, CUDA GPUs with
                 bf16), fp32 elsewhere. bf16 makes a model epoch 1.3x faster on such CPUs for the
                 same holdout MSE and learning curves (docs/mbpo.md, Precision).
+
+        Each argument is checked against its annotation (``errors.check_arguments``).
         """
+        check_arguments(MBPO, locals())
         super().__init__(
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
             init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
@@ -117,22 +124,14 @@ class MBPO(SAC):
             critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha, init_alpha=init_alpha, target_entropy=target_entropy,
         )
         self.save_hyperparameters()
-        for name in ("ensemble_size", "num_elites", "model_lr", "model_batch_size", "model_train_freq",
-                     "rollout_batch_size", "epoch_length", "model_retain_epochs"):
-            require_positive(name, locals()[name])
+        self.hparams.update(plain(dict(self.hparams)))  # jsonargparse's PositiveInt(3) as 3 in checkpoints
         if num_elites > ensemble_size:
             raise ConfigError(f"num_elites ({num_elites}) must be <= ensemble_size ({ensemble_size})")
-        require_in_range("real_ratio", real_ratio, 0.0, 1.0)
-        require_in_range("holdout_ratio", holdout_ratio, 0.0, 0.9)
         check_rollout_schedule(rollout_schedule)
         if model_train_freq % frames_per_iteration:
             raise ConfigError(
                 f"model_train_freq ({model_train_freq}) must be a multiple of frames_per_iteration ({frames_per_iteration})"
             )
-        if model_gemm_dtype not in GEMM_PRECISIONS:
-            raise ConfigError(f"model_gemm_dtype must be one of {list(GEMM_PRECISIONS)}, got {model_gemm_dtype!r}")
-        if termination not in TERMINATION_CHOICES:
-            raise ConfigError(f"termination must be one of {TERMINATION_CHOICES}, got {termination!r}")
         done_fn = None
         if termination == "known":
             try:
@@ -235,12 +234,12 @@ class MBPO(SAC):
         start = self.runtime.buffer.sample(hp.rollout_batch_size)[keys.OBSERVATION]
         rollout = self.world_model.rollout(start, lambda obs: self.actor.sample(obs)[0], k, mode="sample",
                                            differentiable=False)
-        mask = rollout[keys.MASK].squeeze(-1)
-        kept = rollout.select(*keys.TRANSITION_KEYS)[mask]
+        terminated = rollout.get(keys.TERMINATED).squeeze(-1)
+        kept = rollout.select(*keys.TRANSITION_KEYS)[alive_mask(terminated)]  # up to and with the terminating step
         self.model_replay.extend(kept)
         self.rollouts += hp.rollout_batch_size
         self.imagined += kept.shape[0]
-        returns = (rollout[keys.REWARD].squeeze(-1) * mask).sum(0)
+        returns = discounted_return(rollout.get(keys.REWARD).squeeze(-1), terminated)
         self.log_to_loggers({
             "model/rollout_length": float(k),
             "model/imagined_return": float(returns.mean()),

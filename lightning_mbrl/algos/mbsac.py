@@ -21,9 +21,10 @@ One iteration (``training_step``):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict, TensorDictBase, cat as td_cat
 from torch import Tensor
 
@@ -31,12 +32,14 @@ from lightning_mbrl import keys, progress
 from lightning_mbrl.algos.sac import SAC
 from lightning_mbrl.distributed import SYNC
 from lightning_mbrl.envs.known_fns import reward_fn, termination_fn
-from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
-from lightning_mbrl.models.slbo import DeterministicDynamics
+from lightning_mbrl.errors import ConfigError, check_arguments, plain
+from lightning_mbrl.models.slbo import DeterministicDynamics, fit_slbo
 from lightning_mbrl.models.utils import adam
+from lightning_mbrl.objectives.returns import alive_mask
 
 
-IMAGINED_TERMINATION_CHOICES = ("never", "known")
+ImaginedTermination = Literal["never", "known"]
+IMAGINED_TERMINATION_CHOICES = get_args(ImaginedTermination)
 
 
 class MBSAC(SAC):
@@ -44,39 +47,39 @@ class MBSAC(SAC):
         self,
         env: str = "HalfCheetah-v5",
         env_kwargs: dict[str, Any] | None = None,
-        max_episode_steps: int | None = None,
+        max_episode_steps: PositiveInt | None = None,
         seed: int = 0,
-        max_frames: int = 400_000,
-        init_random_frames: int = 10_000,
-        frames_per_iteration: int = 1,
-        updates_per_frame: int = 8,
-        batch_size: int = 256,
-        buffer_size: int = 1_000_000,
-        hidden: tuple[int, ...] = (256, 256),
-        actor_hidden: tuple[int, ...] | None = None,
-        n_critics: int = 2,
-        gamma: float = 0.99,
-        tau: float = 5e-3,
-        actor_lr: float = 3e-4,
-        critic_lr: float = 3e-4,
-        alpha_lr: float = 3e-4,
-        alpha: float | None = 0.2,
-        init_alpha: float = 1.0,
+        max_frames: PositiveInt = 400_000,
+        init_random_frames: NonNegativeInt = 10_000,
+        frames_per_iteration: PositiveInt = 1,
+        updates_per_frame: PositiveInt = 8,
+        batch_size: PositiveInt = 256,
+        buffer_size: PositiveInt = 1_000_000,
+        hidden: tuple[PositiveInt, ...] = (256, 256),
+        actor_hidden: tuple[PositiveInt, ...] | None = None,
+        n_critics: PositiveInt = 2,
+        gamma: ClosedUnitInterval = 0.99,
+        tau: ClosedUnitInterval = 5e-3,
+        actor_lr: PositiveFloat = 3e-4,
+        critic_lr: PositiveFloat = 3e-4,
+        alpha_lr: PositiveFloat = 3e-4,
+        alpha: NonNegativeFloat | None = 0.2,
+        init_alpha: PositiveFloat = 1.0,
         target_entropy: float | None = None,
         normalize_observations: bool = True,
         # world model (SLBO)
-        model_units: int = 200,
-        model_blocks: int = 2,
-        model_lr: float = 1e-3,
-        model_batch_size: int = 64,
-        model_weight_decay: float = 1e-5,
-        model_grad_clip: float = 1000.0,
-        model_pretrain_iters: int | None = None,
-        model_iters_per_update: int = 1,
+        model_units: PositiveInt = 200,
+        model_blocks: NonNegativeInt = 2,
+        model_lr: PositiveFloat = 1e-3,
+        model_batch_size: PositiveInt = 64,
+        model_weight_decay: NonNegativeFloat = 1e-5,
+        model_grad_clip: PositiveFloat = 1000.0,
+        model_pretrain_iters: NonNegativeInt | None = None,
+        model_iters_per_update: PositiveInt = 1,
         # imagination
-        real_ratio: float = 0.25,
-        rollout_horizon: int = 3,
-        imagined_termination: str = "never",
+        real_ratio: ClosedUnitInterval = 0.25,
+        rollout_horizon: PositiveInt = 3,
+        imagined_termination: ImaginedTermination = "never",
     ) -> None:
         """
         Args:
@@ -96,7 +99,10 @@ class MBSAC(SAC):
                 says so of its predicted next state, and every later step of that rollout is
                 terminal too (it starts from a state the real env would have ended in), so the
                 critics never bootstrap from states no real transition continues from.
+
+        Each argument is checked against its annotation (``errors.check_arguments``).
         """
+        check_arguments(MBSAC, locals())
         super().__init__(
             env=env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed, max_frames=max_frames,
             init_random_frames=init_random_frames, frames_per_iteration=frames_per_iteration,
@@ -105,19 +111,11 @@ class MBSAC(SAC):
             critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha, init_alpha=init_alpha, target_entropy=target_entropy,
         )
         self.save_hyperparameters()
-        for name in ("model_units", "model_lr", "model_batch_size", "model_grad_clip", "model_iters_per_update", "rollout_horizon"):
-            require_positive(name, locals()[name])
-        require_non_negative("model_blocks", model_blocks)
-        if imagined_termination not in IMAGINED_TERMINATION_CHOICES:
-            raise ConfigError(
-                f"imagined_termination must be one of {list(IMAGINED_TERMINATION_CHOICES)}, got {imagined_termination!r}"
-            )
+        self.hparams.update(plain(dict(self.hparams)))  # jsonargparse's PositiveInt(3) as 3 in checkpoints
         self.terminate_imagined = imagined_termination == "known"
         if model_pretrain_iters is None:
             model_pretrain_iters = init_random_frames
-        require_non_negative("model_pretrain_iters", model_pretrain_iters)
         self.model_pretrain_iters = model_pretrain_iters
-        require_in_range("real_ratio", real_ratio, 0.0, 1.0)
         self.n_real = round(batch_size * real_ratio)
         self.n_starts, leftover = divmod(batch_size - self.n_real, rollout_horizon)
         if leftover:
@@ -194,13 +192,15 @@ class MBSAC(SAC):
 
     # ----------------------------------------------------------------------------- the model
     def model_step(self) -> TensorDict:
-        """One SLBO model step: Adam on the l2 loss of a real minibatch, gradient norm clipped."""
-        data = self.sample(self.hparams.model_batch_size)
-        losses = self.world_model.loss(data[keys.OBSERVATION], data[keys.ACTION], data[keys.NEXT_OBSERVATION])
-        self.apply_gradients(losses["loss_l2"] + losses["loss_weight_decay"], self.optimizer("model"),
-                             max_grad_norm=self.hparams.model_grad_clip)
+        """One SLBO model step (``models.slbo.fit_slbo``): Adam on the l2 loss of a real minibatch,
+        gradients averaged across ranks, norm clipped."""
+        losses = fit_slbo(
+            self.world_model, self.optimizer("model"), self.sample, 1, batch_size=self.hparams.model_batch_size,
+            grad_clip=self.hparams.model_grad_clip,
+            apply=lambda loss, optimizer, clip: self.apply_gradients(loss, optimizer, max_grad_norm=clip),
+        )
         self.model_steps += 1
-        return losses.detach()
+        return losses
 
     def imagined_batch(self) -> TensorDictBase:
         """``n_real`` real transitions and ``rollout_horizon``-step rollouts of the current stochastic
@@ -212,7 +212,7 @@ class MBSAC(SAC):
         rollout = self.world_model.rollout(start, lambda obs: self.act(obs), self.hparams.rollout_horizon)
         terminated = rollout.get(keys.TERMINATED)
         if self.terminate_imagined:
-            terminated |= ~rollout.get(keys.MASK)
+            terminated |= ~alive_mask(terminated)  # terminal at and after the first termination
         else:
             terminated.zero_()
         imagined = rollout.select(*keys.TRANSITION_KEYS).reshape(-1)

@@ -21,12 +21,13 @@ import copy
 from typing import Any
 
 import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor, nn
 
 from lightning_mbrl import keys
 from lightning_mbrl.algos.base import OffPolicyAlgorithm
-from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
+from lightning_mbrl.errors import check_arguments, plain
 from lightning_mbrl.models.actor import TanhGaussianActor
 from lightning_mbrl.models.critic import EnsembleQ
 from lightning_mbrl.models.utils import adam, polyak_update
@@ -38,24 +39,24 @@ class SAC(OffPolicyAlgorithm):
         self,
         env: str = "Pendulum-v1",
         env_kwargs: dict[str, Any] | None = None,
-        max_episode_steps: int | None = None,
+        max_episode_steps: PositiveInt | None = None,
         seed: int = 0,
-        max_frames: int = 1_000_000,
-        init_random_frames: int = 5_000,
-        frames_per_iteration: int = 1,
-        updates_per_frame: int = 1,
-        batch_size: int = 256,
-        buffer_size: int = 1_000_000,
-        hidden: tuple[int, ...] = (256, 256),
-        actor_hidden: tuple[int, ...] | None = None,
-        n_critics: int = 2,
-        gamma: float = 0.99,
-        tau: float = 5e-3,
-        actor_lr: float = 3e-4,
-        critic_lr: float = 3e-4,
-        alpha_lr: float = 3e-4,
-        alpha: float | None = None,
-        init_alpha: float = 1.0,
+        max_frames: PositiveInt = 1_000_000,
+        init_random_frames: NonNegativeInt = 5_000,
+        frames_per_iteration: PositiveInt = 1,
+        updates_per_frame: PositiveInt = 1,
+        batch_size: PositiveInt = 256,
+        buffer_size: PositiveInt = 1_000_000,
+        hidden: tuple[PositiveInt, ...] = (256, 256),
+        actor_hidden: tuple[PositiveInt, ...] | None = None,
+        n_critics: PositiveInt = 2,
+        gamma: ClosedUnitInterval = 0.99,
+        tau: ClosedUnitInterval = 5e-3,
+        actor_lr: PositiveFloat = 3e-4,
+        critic_lr: PositiveFloat = 3e-4,
+        alpha_lr: PositiveFloat = 3e-4,
+        alpha: NonNegativeFloat | None = None,
+        init_alpha: PositiveFloat = 1.0,
         target_entropy: float | None = None,
     ) -> None:
         """
@@ -65,7 +66,10 @@ class SAC(OffPolicyAlgorithm):
             alpha: a fixed temperature; ``None`` learns it (automatic entropy tuning).
             target_entropy: for learned alpha; ``None`` means ``-action_dim`` (Haarnoja et al.).
             updates_per_frame: G, gradient updates per real frame after warm-up.
+
+        Each argument is checked against its annotation (``errors.check_arguments``).
         """
+        check_arguments(SAC, locals())
         super().__init__(
             env, env_kwargs=env_kwargs, max_episode_steps=max_episode_steps, seed=seed,
             max_frames=max_frames, init_random_frames=init_random_frames,
@@ -73,14 +77,7 @@ class SAC(OffPolicyAlgorithm):
             batch_size=batch_size, buffer_size=buffer_size, continuous_only=True,
         )
         self.save_hyperparameters()
-        require_in_range("gamma", gamma, 0.0, 1.0)
-        require_in_range("tau", tau, 0.0, 1.0)
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
-            require_positive(name, locals()[name])
-        if alpha is not None and alpha < 0:
-            raise ConfigError(f"alpha must be >= 0 or null (learned), got {alpha}")
-        if n_critics < 1:
-            raise ConfigError(f"n_critics must be >= 1, got {n_critics}")
+        self.hparams.update(plain(dict(self.hparams)))  # jsonargparse's PositiveInt(3) as 3 in checkpoints
 
         obs_dim, act_dim = self.spec.observation_dim, self.spec.action_dim
         with torch.random.fork_rng():  # reproducible initialisation without touching global RNG

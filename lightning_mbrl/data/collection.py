@@ -32,3 +32,23 @@ class ActorPolicy(nn.Module):
 def make_replay_buffer(capacity: int, device: torch.device | str = "cpu") -> ReplayBuffer:
     """A uniform replay buffer of transitions, preallocated lazily on first write (on ``device``)."""
     return ReplayBuffer(storage=LazyTensorStorage(capacity, device=device))
+
+
+class ReplayView:
+    """Read-only access to a replay buffer (``protocols.ReplayView``): ``len``, indexing and
+    ``sample``; no writes. What callbacks get of an algorithm's real replay. ``source`` returns the
+    buffer at each access (it may be created after the view, or replaced on a resume)."""
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: Callable[[], ReplayBuffer]) -> None:
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source())
+
+    def __getitem__(self, index: int | slice | Tensor) -> TensorDictBase:
+        return self._source()[index]
+
+    def sample(self, batch_size: int) -> TensorDictBase:
+        return self._source().sample(batch_size)

@@ -1,8 +1,9 @@
 """The world model of MBPO (Janner et al. 2019, Section 4.1; REFERENCE 1.3), no Lightning imports.
 
-``EnsembleDynamics``: the world-model verbs the algorithms use (``step``, ``rollout``) over a
-``GaussianEnsemble`` (``lightning_mbrl.models.ensemble``) whose targets are
-``[reward, next_obs - obs]``. Rollouts say whether they are differentiable:
+``EnsembleDynamics``: the world-model contract (``models.rollout.WorldModel``: ``step(td)``,
+``rollout``, ``transition``) over a ``GaussianEnsemble`` (``lightning_mbrl.models.ensemble``) whose
+targets are ``[reward, next_obs - obs]`` (MBPO), or ``[reward, next_obs]`` with Bernoulli
+observation features (the gridworlds of paper 001). Steps say whether they are differentiable:
 ``differentiable=False`` (MBPO) runs under ``torch.no_grad()``; ``differentiable=True`` (MAAC, OMD)
 keeps the graph to observations, actions, policy and model parameters through reparameterised
 noise.
@@ -13,31 +14,34 @@ Fitting lives in ``lightning_mbrl.models.model_training``.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_mbrl import keys
-from lightning_mbrl.errors import require_positive
+from lightning_mbrl.errors import ConfigError, require_positive
 from lightning_mbrl.models.ensemble import GaussianEnsemble
-from lightning_mbrl.models.rollout import model_rollout
+from lightning_mbrl.models.rollout import WorldModel
 
 TerminationFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-class EnsembleDynamics(nn.Module):
+class EnsembleDynamics(WorldModel):
     """Learned dynamics ``(s, a) -> (s', r, terminated)`` over a ``GaussianEnsemble`` (MBPO's model
     and ``FakeEnv``), the world model of MBPO, MAAC, OMD and the BOOTS planner.
 
-    Inputs are ``concat(obs, action)``; targets are ``concat(reward, next_obs - obs)`` (not
-    normalised, as MBPO), plus a Bernoulli logit column for ``terminated`` when
-    ``learn_termination=True`` (trained with binary cross-entropy, ``n_logits=1``; predicted
-    terminated iff logit > 0). Termination otherwise comes from ``termination_fn(obs, action,
-    next_obs) -> bool [N]`` (MBPO's hand-written functions) or is never.
+    Inputs are ``concat(obs, action)`` (``discrete_actions=True``: ``action_dim`` is the number of
+    actions, given as ``long [*B]`` and fed one-hot); targets are ``concat(reward, next_obs - obs)``
+    (``observation_model="delta"``, not normalised, as MBPO) or ``concat(reward, next_obs)`` with
+    ``next_obs`` in ``{0, 1}`` (``"bernoulli"``: logit columns trained with binary cross-entropy),
+    plus a Bernoulli logit column for ``terminated`` when ``learn_termination=True`` (predicted
+    terminated iff logit > 0, ``continue_prob = sigmoid(-logit)``). Termination otherwise comes from
+    ``termination_fn(obs, action, next_obs) -> bool [N]`` (MBPO's hand-written functions) or is
+    never. The reward is always learned (a Gaussian column).
 
     ``ensemble`` may be given (its dims must match); else one is built from ``ensemble_kwargs``
     (``GaussianEnsemble``'s arguments; MBPO's defaults).
@@ -51,18 +55,21 @@ class EnsembleDynamics(nn.Module):
         *,
         termination_fn: TerminationFn | None = None,
         learn_termination: bool = False,
+        observation_model: Literal["delta", "bernoulli"] = "delta",
+        discrete_actions: bool = False,
         **ensemble_kwargs: Any,
     ) -> None:
         super().__init__()
         require_positive("observation_dim", observation_dim)
         require_positive("action_dim", action_dim)
+        if observation_model not in ("delta", "bernoulli"):
+            raise ConfigError(f"observation_model must be one of ['delta', 'bernoulli'], got {observation_model!r}")
         if termination_fn is not None and learn_termination:
             raise ValueError("learn_termination must be False when a termination_fn is given")
         out_dim = 1 + observation_dim + int(learn_termination)
+        n_logits = int(learn_termination) + (observation_dim if observation_model == "bernoulli" else 0)
         if ensemble is None:
-            ensemble = GaussianEnsemble(
-                observation_dim + action_dim, out_dim, n_logits=int(learn_termination), **ensemble_kwargs
-            )
+            ensemble = GaussianEnsemble(observation_dim + action_dim, out_dim, n_logits=n_logits, **ensemble_kwargs)
         elif ensemble_kwargs:
             raise ValueError(f"ensemble_kwargs ({sorted(ensemble_kwargs)}) cannot be combined with an ensemble")
         if ensemble.in_dim != observation_dim + action_dim or ensemble.out_dim != out_dim:
@@ -70,29 +77,36 @@ class EnsembleDynamics(nn.Module):
                 f"ensemble must map {observation_dim + action_dim} inputs to {out_dim} outputs, "
                 f"got {ensemble.in_dim} -> {ensemble.out_dim}"
             )
-        if ensemble.n_logits != int(learn_termination):
+        if ensemble.n_logits != n_logits:
             raise ValueError(
-                f"ensemble.n_logits must be {int(learn_termination)} for learn_termination={learn_termination}"
+                f"ensemble.n_logits must be {n_logits} for learn_termination={learn_termination}, "
+                f"observation_model={observation_model!r}"
             )
         self.observation_dim, self.action_dim = observation_dim, action_dim
         self.learn_termination = learn_termination
+        self.observation_model, self.discrete_actions = observation_model, discrete_actions
         self.termination_fn = termination_fn
         self.ensemble = ensemble
+        self.n_members = ensemble.n_members
 
     # ------------------------------------------------------------------------------ data
     def make_inputs(self, obs: Tensor, action: Tensor) -> Tensor:
-        """``[*B, obs_dim], [*B, A] -> [*B, obs_dim + A]``."""
+        """``[*B, obs_dim], [*B, A] -> [*B, obs_dim + A]`` (discrete: ``long [*B]`` one-hot)."""
+        if self.discrete_actions:
+            action = F.one_hot(action.long(), self.action_dim).to(obs.dtype)
         return torch.cat([obs, action], dim=-1)
 
     def make_targets(
         self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor | None = None
     ) -> Tensor:
-        """``concat(reward, next_obs - obs[, terminated])``: ``[*B, 1 + obs_dim (+1)]``.
+        """``concat(reward, next_obs - obs[, terminated])``: ``[*B, 1 + obs_dim (+1)]`` (``next_obs``
+        itself for Bernoulli observations).
 
         ``reward`` and ``terminated`` may be ``[*B]`` or ``[*B, 1]``; ``terminated`` is required
         (and only used) with ``learn_termination``. ``action`` is accepted for symmetry."""
         batch = obs.shape[:-1]
-        parts = [reward.reshape(*batch, 1).to(obs.dtype), next_obs - obs]
+        observed = next_obs - obs if self.observation_model == "delta" else next_obs
+        parts = [reward.reshape(*batch, 1).to(obs.dtype), observed]
         if self.learn_termination:
             if terminated is None:
                 raise ValueError("terminated is required with learn_termination=True")
@@ -108,7 +122,7 @@ class EnsembleDynamics(nn.Module):
         return self.make_inputs(obs, action), targets
 
     # ------------------------------------------------------------------------------ verbs
-    def step(
+    def transition(
         self,
         obs: Tensor,
         action: Tensor,
@@ -117,80 +131,89 @@ class EnsembleDynamics(nn.Module):
         differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One model step: ``obs [*B, obs_dim], action [*B, A]`` -> ``next_obs [*B, obs_dim]``,
-        ``reward [*B]``, ``terminated bool [*B]``.
+        """One model step in the planners' tensor form: ``obs [*B, obs_dim], action [*B, A]`` (long
+        ``[*B]`` with ``discrete_actions``) -> ``next_obs [*B, obs_dim]``, ``reward [*B]``,
+        ``terminated bool [*B]``; ``step(td)`` gives the same with ``continue_prob``.
 
         ``mode`` is ``GaussianEnsemble.predict``'s: ``"sample"`` (MBPO: a random elite per sample,
         mean + std * noise), ``"elite_mean"`` (a random elite's mean) or ``"mean"`` (the elites'
-        average mean; deterministic). ``next_obs = obs + delta``, ``reward`` the first output.
-        ``differentiable=False`` runs under ``torch.no_grad()`` (no graph is built);
-        ``differentiable=True`` keeps the graph to ``obs``, ``action`` and the model parameters.
-        """
-        batch = obs.shape[:-1]
-        grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
-        with grad_mode:
-            x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
-            y, _ = self.ensemble.predict(x, mode=mode, generator=generator)
-            return self._outcome(obs, action, y.reshape(*batch, self.ensemble.out_dim))
+        average mean; deterministic). ``differentiable=False`` runs under ``torch.no_grad()`` (no
+        graph is built); ``differentiable=True`` keeps the graph to ``obs``, ``action`` and the model
+        parameters."""
+        with contextlib.nullcontext() if differentiable else torch.no_grad():
+            return self._predict(obs, action, mode, generator)[:3]
 
-    def step_members(
+    def predict(
         self,
-        obs: Tensor,
-        action: Tensor,
+        td: TensorDictBase,
         *,
-        sample: bool = True,
-        differentiable: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Every member's prediction of one step (STEVE's candidate targets, MAAC):
-        ``obs [*B, obs_dim], action [*B, A]`` -> ``next_obs [E, *B, obs_dim]``, ``reward [E, *B]``,
-        ``terminated bool [E, *B]``; member ``e`` (all ``E``, elites or not) predicts alone, exactly
-        as ``GaussianEnsemble`` computes it. ``sample=True`` adds each member's own reparameterised
-        Gaussian noise (``mu_e + sigma_e * xi``), ``False`` gives the means. Logit columns are never
-        noised."""
-        batch = obs.shape[:-1]
-        grad_mode = contextlib.nullcontext() if differentiable else torch.no_grad()
-        with grad_mode:
-            x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
-            mean, logvar = self.ensemble(x)  # [E, N, out], [E, N, n_gaussian]
-            if sample:
-                g = self.ensemble.n_gaussian
-                noise = torch.randn(logvar.shape, generator=generator, device=x.device, dtype=x.dtype)
-                mean = torch.cat([mean[..., :g] + (0.5 * logvar).exp() * noise, mean[..., g:]], dim=-1)
-            y = mean.reshape(self.ensemble.n_members, *batch, self.ensemble.out_dim)
-            members_obs = obs.expand(self.ensemble.n_members, *obs.shape)
-            members_action = action.expand(self.ensemble.n_members, *action.shape)
-            return self._outcome(members_obs, members_action, y)
-
-    def _outcome(self, obs: Tensor, action: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Predicted targets ``y [*B, out]`` -> ``(next_obs = obs + delta, reward, terminated)``."""
-        batch = obs.shape[:-1]
-        reward = y[..., 0]
-        next_obs = obs + y[..., 1 : 1 + self.observation_dim]
-        if self.termination_fn is not None:
-            flat = self.termination_fn(obs.reshape(-1, obs.shape[-1]), action.reshape(-1, action.shape[-1]),
-                                       next_obs.reshape(-1, next_obs.shape[-1]))
-            terminated = flat.reshape(batch).bool()
-        elif self.learn_termination:
-            terminated = y[..., -1] > 0
-        else:
-            terminated = torch.zeros(batch, dtype=torch.bool, device=obs.device)
-        return next_obs, reward, terminated
-
-    def rollout(
-        self,
-        start_obs: Tensor,
-        policy: Callable[[Tensor], Tensor | tuple[Tensor, Tensor]],
-        horizon: int,
-        *,
+        members: bool = False,
         mode: str = "sample",
-        differentiable: bool = False,
         generator: torch.Generator | None = None,
     ) -> TensorDict:
-        """``horizon`` steps of ``step(mode=mode)`` from ``start_obs [N, obs_dim]`` under ``policy``:
-        a TensorDict ``[horizon, N]`` with a termination ``mask``, see ``models.rollout.model_rollout``.
-        MBPO keeps ``td[td["mask"].squeeze(-1)]``, the transitions before termination."""
-        return model_rollout(
-            functools.partial(self.step, mode=mode, generator=generator), start_obs, policy, horizon,
-            differentiable=differentiable,
+        """``step(td)``'s ``"next"`` entries (``models.rollout``): one prediction per row in ``mode``
+        (``transition``), or with ``members=True`` every member's (all ``E``, elites or not), each
+        exactly as the member alone computes it: ``mode="sample"`` adds each member's own
+        reparameterised Gaussian noise ``mu_e + sigma_e * xi``, other modes give the means. Logit
+        columns are never noised."""
+        obs, action = td.get(keys.OBSERVATION), td.get(keys.ACTION)
+        if members:
+            next_obs, reward, terminated, cont = self._predict_members(obs, action, mode == "sample", generator)
+        else:
+            next_obs, reward, terminated, cont = self._predict(obs, action, mode, generator)
+        return TensorDict(
+            {keys.OBSERVATION: next_obs, "reward": reward.unsqueeze(-1), "terminated": terminated.unsqueeze(-1),
+             "continue_prob": cont.unsqueeze(-1)},
+            batch_size=next_obs.shape[:-1],
         )
+
+    def _predict(self, obs: Tensor, action: Tensor, mode: str, generator: torch.Generator | None):
+        batch = obs.shape[:-1]
+        x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
+        y, _ = self.ensemble.predict(x, mode=mode, generator=generator)
+        return self._outcome(obs, action, y.reshape(*batch, self.ensemble.out_dim), mode == "sample", generator)
+
+    def _predict_members(self, obs: Tensor, action: Tensor, sample: bool, generator: torch.Generator | None):
+        batch = obs.shape[:-1]
+        x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
+        mean, logvar = self.ensemble(x)  # [E, N, out], [E, N, n_gaussian]
+        if sample:
+            g = self.ensemble.n_gaussian
+            noise = torch.randn(logvar.shape, generator=generator, device=x.device, dtype=x.dtype)
+            mean = torch.cat([mean[..., :g] + (0.5 * logvar).exp() * noise, mean[..., g:]], dim=-1)
+        y = mean.reshape(self.ensemble.n_members, *batch, self.ensemble.out_dim)
+        members_obs = obs.expand(self.ensemble.n_members, *obs.shape)
+        members_action = action.expand(self.ensemble.n_members, *action.shape)
+        return self._outcome(members_obs, members_action, y, sample, generator)
+
+    def _outcome(
+        self, obs: Tensor, action: Tensor, y: Tensor, sample: bool, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Predicted targets ``y [*B, out]`` -> ``(next_obs, reward, terminated, continue_prob)``.
+
+        ``"delta"`` observations: ``next_obs = obs + delta``. ``"bernoulli"``: the logits' probabilities,
+        or with ``sample`` a draw from them (not differentiable)."""
+        batch = obs.shape[:-1]
+        reward = y[..., 0]
+        head = y[..., 1 : 1 + self.observation_dim]
+        if self.observation_model == "delta":
+            next_obs = obs + head
+        else:
+            probs = torch.sigmoid(head)
+            if sample:
+                uniform = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+                next_obs = (uniform < probs).to(probs.dtype)
+            else:
+                next_obs = probs
+        if self.termination_fn is not None:
+            flat = self.termination_fn(obs.reshape(-1, obs.shape[-1]), action.reshape(-1, *action.shape[len(batch):]),
+                                       next_obs.reshape(-1, next_obs.shape[-1]))
+            terminated = flat.reshape(batch).bool()
+            cont = (~terminated).to(y.dtype)
+        elif self.learn_termination:
+            terminated = y[..., -1] > 0
+            cont = torch.sigmoid(-y[..., -1])
+        else:
+            terminated = torch.zeros(batch, dtype=torch.bool, device=obs.device)
+            cont = torch.ones(batch, dtype=y.dtype, device=obs.device)
+        return next_obs, reward, terminated, cont

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
+from lightning_mbrl.objectives.returns import discounted_return
 from lightning_mbrl.planners.cem import ScoreFn, check_search_args, cem, exhaustive_search, random_shooting
 
 #: ``(obs [N, D], action [N, A] | long [N]) -> (next_obs [N, D], reward [N], terminated bool [N])``.
@@ -91,20 +92,18 @@ def bootstrapped_return(
     ``a_t = action_at(t, s_t)``, ``s_{t+1}, r_t, d_t = dynamics(s_t, a_t)``, ``k = horizon``;
     ``m_0 = 1``, ``m_{t+1} = m_t and not d_t`` (done masking: the terminating step's reward
     counts, nothing after it). ``terminal_value(s_k) -> [N]`` (e.g. ``Q(s_k, a_k)``); ``None``
-    means 0. Masked values are replaced, not multiplied, so a NaN after a termination is harmless.
-    Returns ``[N]``.
+    means 0. The sum is ``objectives.returns.discounted_return``, the return every planner, rollout
+    and batch uses. Returns ``[N]``.
     """
-    ret = obs.new_zeros(obs.shape[0])
-    alive = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device)
-    scale = 1.0
+    rewards, terminals = [], []
     for t in range(horizon):
         obs, reward, terminated = dynamics(obs, action_at(t, obs))
-        ret = ret + scale * torch.where(alive, reward, 0.0)
-        alive = alive & ~terminated
-        scale *= discount
-    if terminal_value is not None:
-        ret = ret + scale * torch.where(alive, terminal_value(obs), 0.0)
-    return ret
+        rewards.append(reward)
+        terminals.append(terminated)
+    bootstrap = terminal_value(obs) if terminal_value is not None else None
+    if not rewards:
+        return bootstrap if bootstrap is not None else obs.new_zeros(obs.shape[0])
+    return discounted_return(torch.stack(rewards), torch.stack(terminals), discount=discount, bootstrap=bootstrap)
 
 
 def tile(x: Tensor, n: int) -> Tensor:

@@ -105,7 +105,7 @@ def test_mixed_batch_ratio(real_ratio, n_real, in_tmp):
     (["--model.termination=sometimes"], "termination must be one of"),
     (["--model.rollout_schedule=[1,2,3]"], "rollout_schedule must be"),
     (["--model.num_elites=9"], "num_elites (9) must be <= ensemble_size (7)"),
-    (["--model.real_ratio=1.5"], "real_ratio must be in"),
+    (["--model.real_ratio=1.5"], "real_ratio must be a number in [0, 1], got 1.5"),
     (["--model.model_train_freq=25", "--model.frames_per_iteration=10", "--model.max_frames=200"],
      "model_train_freq (25) must be a multiple of frames_per_iteration"),
 ])

@@ -114,10 +114,10 @@ def test_actor_and_critics_see_normalised_observations(normalize, in_tmp):
     (["--model.env=InvertedDoublePendulum-v5", "--model.env_kwargs={}"], "MBSAC rolls out with the task's known reward"),
     (["--model.env_kwargs={}"], "exclude_current_positions_from_observation=False"),
     (["--model.rollout_horizon=5"], "must be a multiple of rollout_horizon (5)"),
-    (["--model.real_ratio=2"], "real_ratio must be in"),
+    (["--model.real_ratio=2"], "real_ratio must be a number in [0, 1], got 2"),
     (["--model.model_pretrain_iters=5", "--model.init_random_frames=0"], "needs init_random_frames > 0"),
-    (["--model.model_units=0"], "model_units must be a positive number"),
-    (["--model.alpha=-1"], "alpha must be >= 0"),
+    (["--model.model_units=0"], "model_units must be a positive int, got 0"),
+    (["--model.alpha=-1"], "alpha must be a number >= 0 or None, got -1"),
     (["--model.imagined_termination=sometimes"], "imagined_termination must be one of ['never', 'known']"),
 ])
 def test_mbsac_config_errors(capsys, in_tmp, args, fragment):

@@ -147,7 +147,7 @@ def test_boots_dqn_on_a_piecewise_linear_mdp(monkeypatch):
 
     from callbacks import OptimalReturn
     from callbacks.evaluation import run_episodes
-    from callbacks.planning import OwnModel
+    from lightning_mbrl.models.slbo import DeterministicDynamics
     from lightning_mbrl import keys
     from lightning_mbrl.algos.dqn import DQN
     from lightning_mbrl.data.collection import ActorPolicy
@@ -155,13 +155,13 @@ def test_boots_dqn_on_a_piecewise_linear_mdp(monkeypatch):
     from lightning_mbrl.envs.piecewise_linear.solver import solve
 
     model_rows = []  # rows of every call of the own model's step (the planner's dynamics)
-    own_step = OwnModel.step
+    own_step = DeterministicDynamics.transition
 
-    def recording_step(self, obs, action):
+    def recording_step(self, obs, action, **kwargs):
         model_rows.append(obs.shape[0])
-        return own_step(self, obs, action)
+        return own_step(self, obs, action, **kwargs)
 
-    monkeypatch.setattr(OwnModel, "step", recording_step)
+    monkeypatch.setattr(DeterministicDynamics, "transition", recording_step)
     horizon, episodes = 4, 4
     module = DQN("pwl/semi-rand-0", max_frames=200, init_random_frames=100, frames_per_iteration=10, batch_size=32,
                  buffer_size=1000, hidden=(32, 32), gamma=1.0)  # recipes/dqn_pwl.yaml, shrunk
@@ -176,7 +176,7 @@ def test_boots_dqn_on_a_piecewise_linear_mdp(monkeypatch):
     assert 6.6 < optimal.value < 6.7  # pwl/semi-rand-0, exact (lightning_mbrl.envs.pwl_env.optimal_return)
 
     # the planner's choice is the first action of the brute-force best sequence under (model, Q)
-    step, q_all = boots.own_model.step, module.q_all
+    step, q_all = boots.own_model.model.transition, module.q_all
     obs = torch.linspace(0.0, 0.995, 200).unsqueeze(-1)
     with torch.no_grad():
         scores = []

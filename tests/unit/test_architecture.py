@@ -20,7 +20,7 @@ ALLOWED = {
     "data": {"core", "envs"},
     "models": {"core"},
     "objectives": {"core", "models"},
-    "planners": {"core", "models"},
+    "planners": {"core", "models", "objectives"},
     "algos": {"core", "envs", "data", "models", "objectives", "planners"},
     "callbacks": {"core", "envs", "data", "models", "objectives", "planners"},
     "cli": {"core", "callbacks"},

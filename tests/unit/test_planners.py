@@ -487,7 +487,7 @@ def test_planners_with_library_modules_keep_parameters_and_build_no_graph() -> N
     model = EnsembleDynamics(D, A, n_members=3, n_elites=2, hidden=(16, 16), weight_decays=(0.0, 0.0, 0.0))
     modules = (actor, critic, model)
     before = [p.clone() for m in modules for p in m.parameters()]
-    dynamics = functools.partial(model.step, mode="mean")
+    dynamics = functools.partial(model.transition, mode="mean")
     q_fn = lambda s, a: critic(s, a).min(dim=0).values  # noqa: E731
     obs = torch.randn(2, D)
     boots = BootsPlanner(dynamics, q_fn, actor, n_candidates=40, n_elites=5, action_dim=A)

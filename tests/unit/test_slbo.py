@@ -108,11 +108,11 @@ def test_model_learns_a_linear_system() -> None:
 def test_step_uses_known_reward_and_termination() -> None:
     model = make_model(termination_fn=lambda o, a, n: n[..., 1] > 0)
     obs, action = torch.randn(7, OBS, dtype=torch.float64), torch.rand(7, ACT, dtype=torch.float64)
-    next_obs, reward, terminated = model.step(obs, action)
+    next_obs, reward, terminated = model.transition(obs, action)
     torch.testing.assert_close(next_obs, model(obs, action))
     torch.testing.assert_close(reward, first_coordinate_reward(obs, action, next_obs))
     assert terminated.dtype == torch.bool and torch.equal(terminated, next_obs[:, 1] > 0)
-    assert not make_model().step(obs, action)[2].any()  # no termination_fn: never
+    assert not make_model().transition(obs, action)[2].any()  # no termination_fn: never
 
 
 def test_actions_are_clipped_to_the_unit_box() -> None:
@@ -141,7 +141,7 @@ def test_rollout_gradient_routing() -> None:
     td = model.rollout(start, actor.mode, 3)
     assert td.batch_size == torch.Size([3, 6])
     assert not any(t.requires_grad for t in td.values(True, True))
-    assert not td[keys.TERMINATED].any() and td[keys.MASK].all()
+    assert not td[keys.TERMINATED].any() and (td[keys.CONTINUE_PROB] == 1).all()
     torch.testing.assert_close(td[keys.OBSERVATION][1:], td[keys.NEXT_OBSERVATION][:-1])
 
     td = model.rollout(start, actor.mode, 3, differentiable=True)

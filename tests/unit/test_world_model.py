@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from lightning_mbrl import keys
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
-from lightning_mbrl.keys import MASK
+from lightning_mbrl.objectives.returns import alive_mask
 from lightning_mbrl.models.ensemble import GaussianEnsemble
 from lightning_mbrl.models.world_model import EnsembleDynamics
 
@@ -560,7 +560,7 @@ def test_step_sample_mode_oracle_and_reproducibility() -> None:
     dynamics = make_dynamics()
     model = dynamics.ensemble
     obs, action = obs_action()
-    next_obs, reward, terminated = dynamics.step(obs, action, generator=torch.Generator().manual_seed(7))
+    next_obs, reward, terminated = dynamics.transition(obs, action, generator=torch.Generator().manual_seed(7))
     assert next_obs.shape == (10, OBS_DIM) and reward.shape == (10,) and terminated.shape == (10,)
     assert terminated.dtype == torch.bool and not terminated.any()
 
@@ -573,9 +573,9 @@ def test_step_sample_mode_oracle_and_reproducibility() -> None:
     torch.testing.assert_close(reward, y[:, 0].detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(next_obs, obs + y[:, 1:].detach(), rtol=1e-12, atol=1e-12)
 
-    again = dynamics.step(obs, action, generator=torch.Generator().manual_seed(7))
+    again = dynamics.transition(obs, action, generator=torch.Generator().manual_seed(7))
     assert torch.equal(again[0], next_obs) and torch.equal(again[1], reward)
-    other = dynamics.step(obs, action, generator=torch.Generator().manual_seed(8))
+    other = dynamics.transition(obs, action, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(other[0], next_obs)
 
 
@@ -586,14 +586,14 @@ def test_step_elite_mean_and_mean_modes() -> None:
     mean, _ = model(dynamics.make_inputs(obs, action))
     mean = mean.detach()
 
-    next_obs, reward, _ = dynamics.step(obs, action, mode="mean")
-    again = dynamics.step(obs, action, mode="mean")
+    next_obs, reward, _ = dynamics.transition(obs, action, mode="mean")
+    again = dynamics.transition(obs, action, mode="mean")
     assert torch.equal(again[0], next_obs) and torch.equal(again[1], reward)  # deterministic
     average = mean[[3, 0, 4]].mean(0)
     torch.testing.assert_close(reward, average[:, 0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(next_obs, obs + average[:, 1:], rtol=1e-12, atol=1e-12)
 
-    next_obs, reward, _ = dynamics.step(obs, action, mode="elite_mean", generator=torch.Generator().manual_seed(9))
+    next_obs, reward, _ = dynamics.transition(obs, action, mode="elite_mean", generator=torch.Generator().manual_seed(9))
     member = model.elites[torch.randint(ELITES, (10,), generator=torch.Generator().manual_seed(9))]
     chosen = mean[member, torch.arange(10)]
     torch.testing.assert_close(reward, chosen[:, 0], rtol=1e-12, atol=1e-12)
@@ -607,7 +607,7 @@ def test_step_applies_termination_fn_or_learned_logit() -> None:
 
     dynamics = make_dynamics(termination_fn=fn)
     obs, action = obs_action(50)
-    next_obs, _, terminated = dynamics.step(obs, action, mode="mean")
+    next_obs, _, terminated = dynamics.transition(obs, action, mode="mean")
     assert torch.equal(terminated, next_obs[:, 0] > obs[:, 0])
     assert terminated.any() and not terminated.all()
 
@@ -618,7 +618,7 @@ def test_step_applies_termination_fn_or_learned_logit() -> None:
             last.weight[:, :, OBS_DIM + 1].zero_()
             last.bias[:, :, OBS_DIM + 1].fill_(logit)
         for mode in ("sample", "mean", "elite_mean"):
-            _, _, terminated = learned.step(obs, action, mode=mode)
+            _, _, terminated = learned.transition(obs, action, mode=mode)
             assert (
                 terminated.dtype == torch.bool
                 and bool(terminated.all()) == expected
@@ -634,9 +634,9 @@ def test_non_differentiable_step_builds_no_graph() -> None:
     obs, action = obs_action()
     obs.requires_grad_(True)
     for mode in ("sample", "mean", "elite_mean"):
-        next_obs, reward, _ = dynamics.step(obs, action, mode=mode)
+        next_obs, reward, _ = dynamics.transition(obs, action, mode=mode)
         assert next_obs.grad_fn is None and reward.grad_fn is None and not next_obs.requires_grad
-        next_obs, reward, _ = dynamics.step(obs, action, mode=mode, differentiable=True)
+        next_obs, reward, _ = dynamics.transition(obs, action, mode=mode, differentiable=True)
         assert next_obs.grad_fn is not None and reward.grad_fn is not None
 
 
@@ -670,20 +670,23 @@ def test_rollout_keys_shapes_and_termination_mask() -> None:
     start[:, 0] = torch.tensor([0.0, 1.0, 2.0, -5.0])
     td = model.rollout(start, lambda o: torch.zeros(o.shape[0], ACT_DIM, dtype=o.dtype), 5, mode="mean")
     assert td.batch_size == (5, 4)
-    for key in (keys.OBSERVATION, keys.ACTION, keys.NEXT_OBSERVATION, keys.REWARD, keys.TERMINATED, MASK):
+    for key in (keys.OBSERVATION, keys.ACTION, keys.NEXT_OBSERVATION, keys.REWARD, keys.TERMINATED, keys.CONTINUE_PROB):
         assert key in td.keys(include_nested=True), key
-    assert td[keys.REWARD].shape == (5, 4, 1) and td[keys.TERMINATED].shape == (5, 4, 1) and td[MASK].shape == (5, 4, 1)
-    assert td[MASK].dtype == torch.bool and td[keys.TERMINATED].dtype == torch.bool
+    assert td[keys.REWARD].shape == (5, 4, 1) and td[keys.TERMINATED].shape == (5, 4, 1)
+    assert td[keys.TERMINATED].dtype == torch.bool
+    torch.testing.assert_close(td[keys.CONTINUE_PROB], (~td[keys.TERMINATED]).to(F64), rtol=0, atol=0)  # known fn
     torch.testing.assert_close(td[keys.OBSERVATION][1:], td[keys.NEXT_OBSERVATION][:-1], rtol=0, atol=0)
     torch.testing.assert_close(td[keys.NEXT_OBSERVATION][..., 0], start[:, 0] + torch.arange(1, 6, dtype=F64)[:, None])
     # Terminates at the step whose next_obs[0] first exceeds 2.5: steps 2, 1, 0 and never.
+    mask = alive_mask(td[keys.TERMINATED])
+    assert mask.shape == (5, 4, 1) and mask.dtype == torch.bool
     first_termination = [2, 1, 0, None]
     for i, t_end in enumerate(first_termination):
-        mask = td[MASK][:, i, 0].tolist()
-        assert mask == [t_end is None or t <= t_end for t in range(5)], (i, mask)
+        alive = mask[:, i, 0].tolist()
+        assert alive == [t_end is None or t <= t_end for t in range(5)], (i, alive)
     assert bool(td[keys.TERMINATED][2, 0, 0]) and not bool(td[keys.TERMINATED][1, 0, 0])
     # MBPO's transitions: the masked selection drops steps after termination.
-    assert td[td[MASK].squeeze(-1)].batch_size == (3 + 2 + 1 + 5,)
+    assert td[mask.squeeze(-1)].batch_size == (3 + 2 + 1 + 5,)
 
     with pytest.raises(ValueError, match="horizon"):
         model.rollout(start, lambda o: torch.zeros(o.shape[0], ACT_DIM, dtype=o.dtype), 0)
@@ -720,7 +723,7 @@ def test_step_gradient_wrt_action_matches_finite_differences(mode: str) -> None:
     action.requires_grad_(True)
 
     def f(a: Tensor) -> tuple[Tensor, Tensor]:
-        next_obs, reward, _ = dynamics.step(
+        next_obs, reward, _ = dynamics.transition(
             obs, a, mode=mode, differentiable=True, generator=torch.Generator().manual_seed(3)
         )
         return next_obs, reward

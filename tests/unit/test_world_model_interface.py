@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
+from tensordict import TensorDict
 from torch import nn
 
 from lightning_mbrl import keys
 from lightning_mbrl.models.actor import TanhGaussianActor
+from lightning_mbrl.models.rollout import WorldModel
 from lightning_mbrl.models.world_model import EnsembleDynamics
 
 OBS, ACT, N = 3, 2, 5
@@ -44,17 +47,22 @@ def test_per_member_predictions_equal_each_member_run_alone():
     done = lambda obs, act, nxt: nxt[..., 0] > 0.3  # noqa: E731 -- a known termination on the prediction
     wm = make_dynamics(termination_fn=done)
     obs, action = torch.randn(N, OBS, dtype=F64), torch.rand(N, ACT, dtype=F64) * 2 - 1
-    next_obs, reward, terminated = wm.step_members(obs, action, sample=False)
+    td = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action}, batch_size=[N])
+    members = wm.step(td, members=True, mode="mean")
+    assert members.batch_size == (4, N) and torch.equal(members[keys.OBSERVATION][2], obs)
+    next_obs, reward, terminated = (members[keys.NEXT_OBSERVATION], members[keys.REWARD].squeeze(-1),
+                                    members[keys.TERMINATED].squeeze(-1))
     assert next_obs.shape == (4, N, OBS) and reward.shape == terminated.shape == (4, N)
+    assert keys.NEXT not in td.keys()  # members=True returns a new TensorDict
     for e in range(4):
         alone = member_alone(wm, e)
-        expected = alone.step(obs, action, mode="mean")
+        expected = alone.transition(obs, action, mode="mean")
         torch.testing.assert_close(next_obs[e], expected[0], rtol=0, atol=1e-12)
         torch.testing.assert_close(reward[e], expected[1], rtol=0, atol=1e-12)
         assert torch.equal(terminated[e], expected[2])
         # sampling: member e's mean plus its own sigma times the noise
         torch.manual_seed(7)
-        sampled = wm.step_members(obs, action, sample=True)[1]
+        sampled = wm.step(td.clone(), members=True, mode="sample")[keys.REWARD][..., 0]
         torch.manual_seed(7)
         noise = torch.randn(4, N, 1 + OBS, dtype=F64)
         mean, logvar = alone.ensemble(alone.make_inputs(obs, action))
@@ -99,3 +107,125 @@ def test_a_non_differentiable_rollout_builds_no_graph_and_plain_policies_record_
     assert not td[keys.REWARD].requires_grad and not td[keys.ACTION_LOG_PROB].requires_grad
     td = wm.rollout(torch.randn(N, OBS, dtype=F64), actor.mode, 2)
     assert keys.ACTION_LOG_PROB not in td.keys()
+
+
+# ---------------------------------------------------------------------------------------------- paper 001's models
+def bit_flip(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 3-bit gridworld stand-in: action i flips bit i; reward 1 and termination when all bits are set."""
+    nxt = obs.clone()
+    nxt[torch.arange(len(obs)), action] = 1.0 - nxt[torch.arange(len(obs)), action]
+    done = nxt.sum(-1) == 3
+    return nxt, done.to(obs.dtype), done
+
+
+def test_a_bernoulli_observation_model_with_discrete_actions_and_learned_termination_learns_a_bit_world():
+    """Binary observation features, one-hot actions, learned reward and continuation probability,
+    through the same ``step(td)`` contract as MBPO's model, fitted by the same ``fit_ensemble``."""
+    from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
+
+    torch.manual_seed(0)
+    wm = EnsembleDynamics(3, 3, n_members=3, n_elites=2, hidden=(32, 32), weight_decays=(0, 0, 0),
+                          observation_model="bernoulli", discrete_actions=True, learn_termination=True)
+    states = torch.tensor([[b >> 2 & 1, b >> 1 & 1, b & 1] for b in range(8)], dtype=torch.float32)
+    obs = states.repeat_interleave(3, 0).repeat(20, 1)
+    action = torch.arange(3).repeat(8 * 20)
+    nxt, reward, done = bit_flip(obs, action)
+    inputs = wm.make_inputs(obs, action)
+    assert inputs.shape == (480, 6) and torch.equal(inputs[:3, 3:], torch.eye(3))  # one-hot actions
+    targets = wm.make_targets(obs, action, reward, nxt, done)
+    assert torch.equal(targets[:, 1:4], nxt)  # the next observation itself, not a delta
+    fit_ensemble(wm.ensemble, inputs, targets, make_model_optimizer(wm.ensemble, lr=1e-2), batch_size=64,
+                 holdout_ratio=0.0, max_epochs=200, generator=torch.Generator().manual_seed(0))
+
+    td = TensorDict({keys.OBSERVATION: states.repeat_interleave(3, 0), keys.ACTION: torch.arange(3).repeat(8)}, [24])
+    truth_obs, truth_reward, truth_done = bit_flip(td[keys.OBSERVATION], td[keys.ACTION])
+    mean = wm.step(td.clone(), mode="mean")
+    probs = mean[keys.NEXT_OBSERVATION]
+    assert ((probs > 0.5).float() == truth_obs).all() and ((probs - 0.5).abs() > 0.3).all()
+    assert ((mean[keys.TERMINATED].squeeze(-1)) == truth_done).all()
+    cont = mean[keys.CONTINUE_PROB].squeeze(-1)
+    assert ((cont < 0.1) == truth_done).all() and ((cont > 0.9) == ~truth_done).all()
+    torch.testing.assert_close(mean[keys.REWARD].squeeze(-1), truth_reward, atol=0.1, rtol=0)
+    sampled = wm.step(td.clone(), mode="sample", generator=torch.Generator().manual_seed(1))[keys.NEXT_OBSERVATION]
+    assert set(sampled.unique().tolist()) <= {0.0, 1.0} and (sampled == truth_obs).float().mean() > 0.95
+    # a rollout of the discrete policy "flip the first unset bit" from all-zeros ends in 3 steps
+    first_unset = lambda o: (o < 0.5).float().argmax(-1)  # noqa: E731
+    roll = wm.rollout(torch.zeros(1, 3), first_unset, 4, mode="mean")
+    assert roll[keys.ACTION][:3, 0].tolist() == [0, 1, 2]
+    assert roll[keys.TERMINATED][:, 0, 0].tolist() == [False, False, True, False]  # 111, then 011
+    from lightning_mbrl.objectives.returns import discounted_return
+
+    ret = discounted_return(roll[keys.REWARD].squeeze(-1), roll[keys.TERMINATED].squeeze(-1), discount=0.9)
+    torch.testing.assert_close(ret, torch.tensor([0.81]), atol=0.1, rtol=0)  # nothing counts after the goal
+
+
+class LatentToyModel(WorldModel):
+    """A latent model (the shape of paper 001's recurrent models): ``h' = tanh(W [h, a] + U o)``,
+    ``o' = D h'``, ``r = w . h'``, ``c = sigmoid(v . h')``; the latent ``h`` is carried between steps."""
+
+    state_keys = ("latent",)
+
+    def __init__(self, obs_dim: int = 2, act_dim: int = 1, latent_dim: int = 4) -> None:
+        super().__init__()
+        self.cell = nn.Linear(latent_dim + act_dim + obs_dim, latent_dim)
+        self.decode = nn.Linear(latent_dim, obs_dim)
+        self.reward = nn.Linear(latent_dim, 1)
+        self.cont = nn.Linear(latent_dim, 1)
+
+    def predict(self, td, *, members=False, **_):
+        h = torch.tanh(self.cell(torch.cat([td["latent"], td[keys.ACTION], td[keys.OBSERVATION]], -1)))
+        c = torch.sigmoid(self.cont(h))
+        return TensorDict({"latent": h, keys.OBSERVATION: self.decode(h), "reward": self.reward(h),
+                           "continue_prob": c, "terminated": c < 0.5}, batch_size=h.shape[:-1])
+
+
+def test_a_latent_model_steps_and_rolls_out_through_the_same_contract():
+    torch.manual_seed(0)
+    model = LatentToyModel().double()
+    policy = nn.Linear(2, 1).double()
+    start = TensorDict({keys.OBSERVATION: torch.randn(N, 2, dtype=F64), "latent": torch.zeros(N, 4, dtype=F64)}, [N])
+    td = model.rollout(start, lambda o: torch.tanh(policy(o)), 3, differentiable=True)
+    assert td.batch_size == (3, N)
+    torch.testing.assert_close(td["latent"][1:], td["next", "latent"][:-1], rtol=0, atol=0)  # carried
+    torch.testing.assert_close(td[keys.OBSERVATION][1:], td[keys.NEXT_OBSERVATION][:-1], rtol=0, atol=0)
+    # the step reads the latent: a different start latent changes the first prediction
+    other = start.clone()
+    other["latent"] += 1.0
+    assert not torch.allclose(model.step(other.clone().set(keys.ACTION, td[keys.ACTION][0].detach()))[keys.REWARD],
+                              td[keys.REWARD][0])
+    # the continuation-weighted return is differentiable end to end
+    from lightning_mbrl.objectives.returns import discounted_return
+
+    ret = discounted_return(td[keys.REWARD].squeeze(-1), discount=0.9, continue_prob=td[keys.CONTINUE_PROB].squeeze(-1))
+    ret.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in [*model.parameters(), *policy.parameters()])
+    with pytest.raises(TypeError, match="latent"):
+        model.transition(torch.zeros(1, 2, dtype=F64), torch.zeros(1, 1, dtype=F64))
+
+
+# ---------------------------------------------------------------------------------------------- OMD's gradient path
+def test_gradients_reach_the_model_through_a_td_target_only_when_asked():
+    """``soft_td_target(grad_to_inputs=True)`` on a differentiable model step carries the Bellman
+    error's gradient into the world model's parameters (OMD); the default is a constant."""
+    from lightning_mbrl.models.critic import EnsembleQ
+    from lightning_mbrl.objectives.sac import soft_td_target
+
+    wm = make_dynamics()
+    torch.manual_seed(2)
+    actor = TanhGaussianActor(OBS, ACT, (8,)).double()
+    target_critic = EnsembleQ(OBS, ACT, (8,), n_critics=2).double()
+    obs, action = torch.randn(N, OBS, dtype=F64), torch.rand(N, ACT, dtype=F64) * 2 - 1
+    for asked in (False, True):
+        wm.zero_grad(set_to_none=True)
+        next_obs, reward, terminated = wm.transition(obs, action, mode="mean", differentiable=True)
+        torch.manual_seed(3)
+        target = soft_td_target(reward, terminated, next_obs, actor, target_critic, torch.tensor(0.2, dtype=F64),
+                                0.99, grad_to_inputs=asked)
+        assert target.requires_grad == asked
+        if asked:
+            target.square().sum().backward()
+            grads = [p.grad for p in wm.ensemble.parameters() if p.requires_grad]
+            assert any(g is not None and g.abs().sum() > 0 for g in grads)
+            assert all(p.grad is None for p in [*actor.parameters(), *target_critic.parameters()])
+        else:
+            assert target.grad_fn is None
