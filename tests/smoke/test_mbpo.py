@@ -101,7 +101,6 @@ def test_mixed_batch_ratio(real_ratio, n_real, in_tmp):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--model.env=Pendulum-v1"], "termination 'never' or 'learned'"),
     (["--model.termination=sometimes"], "termination must be one of"),
     (["--model.rollout_schedule=[1,2,3]"], "rollout_schedule must be"),
     (["--model.num_elites=9"], "num_elites (9) must be <= ensemble_size (7)"),
@@ -114,6 +113,24 @@ def test_mbpo_config_errors(capsys, in_tmp, args, fragment):
         fit("mbpo_halfcheetah", *args)
     assert exc.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_known_termination_comes_from_the_registry(monkeypatch):
+    """termination: known looks the function up by env id (envs.register_env / known_fns): Pendulum's
+    registered "never", and a one-line error naming the setting for an id without one."""
+    from lightning_mbrl.algos import mbpo
+    from lightning_mbrl.envs import known_fns
+    from lightning_mbrl.errors import ConfigError
+
+    model = mbpo.MBPO("Pendulum-v1", max_frames=200, init_random_frames=100, model_hidden=(8,))
+    assert model.world_model.termination_fn is known_fns.never_terminated
+
+    def unregistered(env_id, env_kwargs=None):
+        raise ConfigError(f"no known termination function for env id {env_id!r}")
+
+    monkeypatch.setattr(mbpo, "termination_fn", unregistered)
+    with pytest.raises(ConfigError, match="termination='known': no known termination function .* 'never' or 'learned'"):
+        mbpo.MBPO("Pendulum-v1", max_frames=200, init_random_frames=100, model_hidden=(8,))
 
 
 def test_mbpo_with_learned_termination(in_tmp, monkeypatch):
