@@ -76,7 +76,8 @@ class ReplayView(Protocol):
 class RunView(Protocol):
     """What callbacks may read of a run (every algorithm provides it): the real frames so far, this
     rank's seed, the task (id, keyword arguments, ``lightning_mbrl.envs.EnvSpec``), the frame budget,
-    the real replay (read-only), fresh envs of the task, and a way to log a row of metrics."""
+    the real replay (read-only), the device, fresh envs of the task, and a way to log a row of
+    metrics (and the rows logged since a watcher last looked)."""
 
     @property
     def frames(self) -> int: ...
@@ -102,9 +103,19 @@ class RunView(Protocol):
     @property
     def device(self) -> Any: ...
 
+    #: The metrics logged since a watcher (``callbacks.DivergenceGuard``) last looked; it clears them.
+    rows_to_check: dict[str, float]
+
     def make_env(self, num_envs: int = 1, seed: int | None = None, **overrides: Any) -> EnvBase: ...
 
     def log_to_loggers(self, row: Mapping[str, float]) -> None: ...
+
+
+@runtime_checkable
+class HasWorldModel(Protocol):
+    """An algorithm that learns a world model (MBPO, MBSAC, ...); read it with ``world_model_of``."""
+
+    world_model: WorldModel
 
 
 def world_model_of(module: object) -> WorldModel | None:

@@ -95,3 +95,39 @@ def test_the_check_sees_a_wrong_import():
     assert violations(Path("callbacks/x.py"), "from lightning_mbrl.algos.mbpo import MBPO") == [
         "lightning_mbrl.algos.mbpo (algos)"]
     assert violations(Path("lightning_mbrl/algos/x.py"), source) == []
+
+
+# What callbacks may read of a module besides the protocols: nn.Module / LightningModule's own API.
+MODULE_API = {"device", "log", "named_parameters", "named_buffers", "global_rank"}
+
+
+def protocol_members() -> set[str]:
+    import inspect
+
+    from lightning_mbrl import protocols
+
+    names: set[str] = set()
+    for _, proto in inspect.getmembers(protocols, inspect.isclass):
+        if getattr(proto, "_is_protocol", False):
+            names |= {n for n in vars(proto) if not n.startswith("_")} | set(getattr(proto, "__annotations__", {}))
+    return names
+
+
+def test_callbacks_read_modules_only_through_the_protocols():
+    """Every attribute a callback reads of the LightningModule (``pl_module.x``, ``module.x``,
+    ``trainer.lightning_module.x``) is declared by a protocol of ``lightning_mbrl.protocols`` (or is
+    ``nn.Module``/``LightningModule`` API): no reaching into ``runtime``, ``hparams`` or ``world_model``."""
+    allowed = protocol_members() | MODULE_API
+    assert {"frames", "rank_seed", "real_replay", "step", "policy_dist", "q_values"} <= allowed
+    reads: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "callbacks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            is_module = isinstance(owner, ast.Name) and owner.id in ("pl_module", "module", "run")
+            is_module |= isinstance(owner, ast.Attribute) and owner.attr == "lightning_module"
+            if is_module:
+                reads.setdefault(node.attr, set()).add(path.name)
+    undeclared = {name: sorted(files) for name, files in reads.items() if name not in allowed}
+    assert not undeclared, f"callbacks read module attributes no protocol declares: {undeclared}"
