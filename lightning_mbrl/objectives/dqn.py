@@ -5,18 +5,23 @@ Learning with Double Q-learning", AAAI).
 Pure functions, no Lightning. A Q-network here is any callable ``obs [B, D] -> [B, n_actions]``
 (``models.critic.DiscreteQ``). Which parameters each function reaches:
 
-- ``td_target`` -> none (computed under ``no_grad``: the target is a constant of the loss);
+- ``td_target`` -> none: by default a constant of the loss (computed under ``no_grad``); with
+  ``grad_to_inputs=True`` a differentiable function of ``reward`` and ``next_observation`` (a
+  model's predictions, paper 001's Dyna targets, OMD), the networks' parameters still frozen;
 - ``q_loss`` -> the online Q-network only.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
-from torch import Tensor
+from torch import Tensor, nn
+
+from lightning_mbrl.models.utils import frozen
 
 #: ``observation [B, D] -> Q-values [B, n_actions]``.
 QAll = Callable[[Tensor], Tensor]
@@ -24,7 +29,6 @@ QAll = Callable[[Tensor], Tensor]
 LOSSES = ("huber", "mse")
 
 
-@torch.no_grad()
 def td_target(
     reward: Tensor,
     terminated: Tensor,
@@ -33,6 +37,7 @@ def td_target(
     target_net: QAll,
     gamma: float,
     double: bool,
+    grad_to_inputs: bool = False,
 ) -> Tensor:
     """The one-step TD target ``y`` for every transition of the batch.
 
@@ -44,14 +49,26 @@ def td_target(
     The bootstrap mask is ``1 - terminated``: a time-limit truncation keeps the bootstrap.
     ``q_net`` is only called for double DQN. Shapes: ``reward [B]``, ``terminated [B]`` (bool or
     float), ``next_observation [B, D]`` -> ``[B]``, with the dtype of ``reward``.
+
+    Gradient routing (named stop-gradient): by default ``y`` carries no graph. With
+    ``grad_to_inputs=True`` it carries the graph of ``reward`` and ``next_observation`` (through the
+    target network's input and the max), and no parameter of either network receives a gradient.
     """
-    next_q_target = target_net(next_observation)  # [B, n_actions]
-    if double:
-        best = q_net(next_observation).argmax(dim=-1, keepdim=True)  # [B, 1]
-        next_value = next_q_target.gather(-1, best).squeeze(-1)
+    if grad_to_inputs:
+        scope = contextlib.ExitStack()
+        for net in (q_net, target_net):
+            if isinstance(net, nn.Module):
+                scope.enter_context(frozen(net))
     else:
-        next_value = next_q_target.amax(dim=-1)
-    return reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_value.to(reward.dtype)
+        scope = torch.no_grad()
+    with scope:
+        next_q_target = target_net(next_observation)  # [B, n_actions]
+        if double:
+            best = q_net(next_observation).argmax(dim=-1, keepdim=True)  # [B, 1]
+            next_value = next_q_target.gather(-1, best).squeeze(-1)
+        else:
+            next_value = next_q_target.amax(dim=-1)
+        return reward + gamma * (1.0 - terminated.to(reward.dtype)) * next_value.to(reward.dtype)
 
 
 def q_loss(

@@ -126,6 +126,28 @@ def test_q_loss_reaches_only_the_online_network(double: bool, loss: str) -> None
         assert p.grad is None, name
 
 
+@pytest.mark.parametrize("double", [False, True])
+def test_td_target_reaches_its_inputs_only_when_asked(double: bool) -> None:
+    """``grad_to_inputs=True``: the target is differentiable in reward and next observation (a
+    model's predictions) with the gradient of finite differences, and neither network's parameters
+    get one; the default target carries no graph."""
+    torch.manual_seed(0)
+    q_net, target_net = DiscreteQ(4, 3, (8,)).double(), DiscreteQ(4, 3, (8,)).double()
+    reward = torch.randn(5, dtype=F64, requires_grad=True)
+    next_obs = torch.randn(5, 4, dtype=F64, requires_grad=True)
+    terminated = torch.tensor([False, True, False, False, True])
+    assert td_target(reward, terminated, next_obs, q_net, target_net, 0.9, double).grad_fn is None
+
+    def target(r: Tensor, s: Tensor) -> Tensor:
+        return td_target(r, terminated, s, q_net, target_net, 0.9, double, grad_to_inputs=True)
+
+    assert torch.autograd.gradcheck(target, (reward, next_obs), eps=1e-6, atol=1e-6)
+    target(reward, next_obs).sum().backward()
+    torch.testing.assert_close(reward.grad, torch.ones(5, dtype=F64))
+    assert (next_obs.grad[terminated] == 0).all() and next_obs.grad[~terminated].abs().sum() > 0
+    assert all(p.grad is None and p.requires_grad for p in [*q_net.parameters(), *target_net.parameters()])
+
+
 # ----------------------------------------------------------------------------- the module
 def test_module_shapes_protocols_and_state_dict() -> None:
     dqn = make_dqn(hidden=(16, 8, 4))
