@@ -148,6 +148,7 @@ class EnsembleDynamics(WorldModel):
         td: TensorDictBase,
         *,
         members: bool = False,
+        member_inputs: bool = False,
         mode: str = "sample",
         generator: torch.Generator | None = None,
     ) -> TensorDict:
@@ -155,10 +156,15 @@ class EnsembleDynamics(WorldModel):
         (``transition``), or with ``members=True`` every member's (all ``E``, elites or not), each
         exactly as the member alone computes it: ``mode="sample"`` adds each member's own
         reparameterised Gaussian noise ``mu_e + sigma_e * xi``, other modes give the means. Logit
-        columns are never noised."""
+        columns are never noised. ``member_inputs=True`` (with ``members``): ``td`` is already
+        ``[E, *B]`` and member ``e`` predicts from row ``e`` (each member continues its own
+        trajectory, STEVE); the result keeps the batch ``[E, *B]``."""
         obs, action = td.get(keys.OBSERVATION), td.get(keys.ACTION)
+        if member_inputs and not members:
+            raise ValueError("member_inputs=True needs members=True")
         if members:
-            next_obs, reward, terminated, cont = self._predict_members(obs, action, mode == "sample", generator)
+            next_obs, reward, terminated, cont = self._predict_members(
+                obs, action, mode == "sample", generator, member_inputs)
         else:
             next_obs, reward, terminated, cont = self._predict(obs, action, mode, generator)
         return TensorDict(
@@ -173,18 +179,28 @@ class EnsembleDynamics(WorldModel):
         y, _ = self.ensemble.predict(x, mode=mode, generator=generator)
         return self._outcome(obs, action, y.reshape(*batch, self.ensemble.out_dim), mode == "sample", generator)
 
-    def _predict_members(self, obs: Tensor, action: Tensor, sample: bool, generator: torch.Generator | None):
-        batch = obs.shape[:-1]
-        x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
+    def _predict_members(
+        self, obs: Tensor, action: Tensor, sample: bool, generator: torch.Generator | None, member_inputs: bool = False
+    ):
+        n_members = self.ensemble.n_members
+        if member_inputs:  # [E, *B, D]: member e predicts row e
+            if obs.shape[0] != n_members:
+                raise ValueError(f"member_inputs: the leading batch dim must be the {n_members} members, "
+                                 f"got {tuple(obs.shape)}")
+            batch = obs.shape[1:-1]
+            x = self.make_inputs(obs, action).reshape(n_members, -1, self.ensemble.in_dim)
+        else:  # [*B, D]: every member predicts every row
+            batch = obs.shape[:-1]
+            x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
+            obs = obs.expand(n_members, *obs.shape)
+            action = action.expand(n_members, *action.shape)
         mean, logvar = self.ensemble(x)  # [E, N, out], [E, N, n_gaussian]
         if sample:
             g = self.ensemble.n_gaussian
             noise = torch.randn(logvar.shape, generator=generator, device=x.device, dtype=x.dtype)
             mean = torch.cat([mean[..., :g] + (0.5 * logvar).exp() * noise, mean[..., g:]], dim=-1)
-        y = mean.reshape(self.ensemble.n_members, *batch, self.ensemble.out_dim)
-        members_obs = obs.expand(self.ensemble.n_members, *obs.shape)
-        members_action = action.expand(self.ensemble.n_members, *action.shape)
-        return self._outcome(members_obs, members_action, y, sample, generator)
+        y = mean.reshape(n_members, *batch, self.ensemble.out_dim)
+        return self._outcome(obs, action, y, sample, generator)
 
     def _outcome(
         self, obs: Tensor, action: Tensor, y: Tensor, sample: bool, generator: torch.Generator | None
