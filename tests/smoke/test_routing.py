@@ -19,6 +19,9 @@ CASES = {
     "mbsac_halfcheetah": ["--model.model_units=32", "--model.model_blocks=1"],  # fixed alpha 0.2
     "mbsac_halfcheetah/learned_alpha": ["--model.model_units=32", "--model.model_blocks=1", "--model.alpha=null"],
     "dqn_cartpole": [],
+    "maac_pendulum": ["--model.model_train_freq=50", "--model.rollout_batch_size=100", "--model.max_model_epochs=3",
+                      "--model.model_hidden=[32, 32]", "--model.ensemble_size=4", "--model.num_elites=4",
+                      "--model.target_update_every=1"],  # the target moves at every update (its period: test_maac.py)
 }
 
 
@@ -29,4 +32,4 @@ def test_agent_and_model_updates_reach_exactly_their_own_parameters_and_optimize
         "--trainer.callbacks+=tests.helpers.RoutingProbe", f"--trainer.callbacks.directory={in_tmp / 'probe'}")
     record = torch.load(in_tmp / "probe" / "routing0.pt")
     check_routing(record)
-    assert ("model_step" in record) == recipe.startswith(("mbpo", "mbsac"))
+    assert ("model_step" in record) == recipe.startswith(("mbpo", "mbsac", "maac"))

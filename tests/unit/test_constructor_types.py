@@ -22,6 +22,7 @@ import recipes.sac_pendulum
 from lightning_mbrl.algos.base import OffPolicyAlgorithm
 from lightning_mbrl.algos.dqn import DQN
 from lightning_mbrl.algos.mbpo import MBPO
+from lightning_mbrl.algos.maac import MAAC
 from lightning_mbrl.algos.mbsac import MBSAC
 from lightning_mbrl.algos.sac import SAC
 from lightning_mbrl.errors import ConfigError, check_arguments
@@ -174,7 +175,7 @@ def test_hyperparameters_are_plain_when_jsonargparse_builds_the_module(cls) -> N
 
 
 # ------------------------------------------------------------------------------- one source of truth
-@pytest.mark.parametrize("subclass", [MBPO, MBSAC])
+@pytest.mark.parametrize("subclass", [MBPO, MBSAC, MAAC])
 def test_subclasses_repeat_sacs_arguments_with_the_same_types(subclass) -> None:
     """MBPO and MBSAC repeat SAC's signature (with their own defaults), so every SAC argument must be
     there, in the same order and with the same annotation: the copies cannot drift."""
@@ -186,12 +187,20 @@ def test_subclasses_repeat_sacs_arguments_with_the_same_types(subclass) -> None:
         assert theirs[name] == ours[name], f"{subclass.__name__}.{name}: {theirs[name]} != SAC's {ours[name]}"
 
 
-@pytest.mark.parametrize("cls", [SAC, DQN, MBPO, MBSAC])
+@pytest.mark.parametrize("cls", [SAC, DQN, MBPO, MBSAC, MAAC])
 def test_every_algorithm_repeats_the_base_arguments_with_the_same_types(cls) -> None:
     base, theirs = hints(OffPolicyAlgorithm.__init__), hints(cls.__init__)
     for name in set(base) - {"continuous_only", "return"}:  # continuous_only: each algorithm's own constant
         assert name in theirs, f"{cls.__name__} lacks {name}"
         assert theirs[name] == base[name], f"{cls.__name__}.{name}: {theirs[name]} != the base's {base[name]}"
+
+
+def test_maac_repeats_mbpos_arguments_with_the_same_types() -> None:
+    mbpo, maac = hints(MBPO.__init__), hints(MAAC.__init__)
+    names = [n for n in inspect.signature(MBPO.__init__).parameters if n != "self"]
+    assert [n for n in inspect.signature(MAAC.__init__).parameters if n != "self"][: len(names)] == names
+    for name in names:
+        assert maac[name] == mbpo[name], f"MAAC.{name}: {maac[name]} != MBPO's {mbpo[name]}"
 
 
 def test_choices_match_the_code_that_uses_them() -> None:
