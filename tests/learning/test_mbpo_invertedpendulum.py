@@ -33,6 +33,7 @@ def frames_to_threshold(cli) -> tuple[int | None, list[tuple[int, float]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a seed (MBPO 5k frames, then SAC 15k) takes ~12 min alone on 2 cores, past the 900 s default
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mbpo_beats_threshold_and_sac(seed, in_tmp):
     mbpo = mbpo_recipe.main(["fit", f"--model.seed={seed}", f"--model.max_frames={MBPO_FRAMES}", *COMMON])
