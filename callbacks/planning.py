@@ -34,7 +34,7 @@ from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn, termination_fn as known_termination_fn
-from lightning_mbrl.errors import ConfigError, require_in_range, require_non_negative, require_positive
+from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
 from lightning_mbrl.models.ensemble import PREDICT_MODES
 from lightning_mbrl.models.rollout import transition_of
 from lightning_mbrl.models.slbo import DeterministicDynamics, fit_slbo

@@ -20,15 +20,7 @@ import types
 import typing
 from typing import Any, Callable, Literal, Mapping, Union
 
-from jsonargparse.typing import (
-    ClosedUnitInterval,
-    NonNegativeFloat,
-    NonNegativeInt,
-    OpenUnitInterval,
-    PositiveFloat,
-    PositiveInt,
-    restricted_number_type,
-)
+from jsonargparse.typing import restricted_number_type
 
 
 #: A number in (0, 1] (DQN's tau: 1 is a hard target copy).
