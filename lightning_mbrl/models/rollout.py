@@ -23,7 +23,9 @@ tensor form ``transition(obs, action) -> (next_obs [*B, D], reward [*B], termina
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +40,7 @@ from lightning_mbrl import keys
 RolloutPolicy = Callable[[Tensor], "Tensor | tuple[Tensor, Tensor]"]
 
 
-class WorldModel(nn.Module):
+class WorldModel(nn.Module, abc.ABC):
     """Base class of the library's world models: ``step``, ``rollout`` and ``transition`` from
     ``predict``. ``state_keys`` names the latent entries a model carries from step to step (``()``
     for observation-space models)."""
@@ -46,10 +48,10 @@ class WorldModel(nn.Module):
     state_keys: tuple[str, ...] = ()
     n_members: int = 1
 
+    @abc.abstractmethod
     def predict(self, td: TensorDictBase, *, members: bool = False, **options: Any) -> TensorDict:
         """The ``"next"`` entries (module docstring) for the root entries of ``td``; batch
         ``[*B]``, or ``[n_members, *B]`` with ``members=True``."""
-        raise NotImplementedError
 
     def step(
         self, td: TensorDictBase, *, differentiable: bool = False, members: bool = False, **options: Any
@@ -70,9 +72,7 @@ class WorldModel(nn.Module):
         terminated bool [*B]`` (models with latent state cannot be stepped from observations)."""
         if self.state_keys:
             raise TypeError(f"{type(self).__name__} carries latent state {self.state_keys}: use step(td)")
-        td = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action}, batch_size=obs.shape[:-1])
-        nxt = self.step(td, differentiable=differentiable, **options).get(keys.NEXT)
-        return nxt.get(keys.OBSERVATION), nxt.get("reward").squeeze(-1), nxt.get("terminated").squeeze(-1)
+        return _transition_by_step(self, obs, action, differentiable=differentiable, **options)
 
     def rollout(
         self,
@@ -134,10 +134,11 @@ def transition_of(model: Any) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
     else ``step(td)`` wrapped (a model that only follows ``protocols.WorldModel``)."""
     if hasattr(model, "transition"):
         return model.transition
+    return functools.partial(_transition_by_step, model)
 
-    def transition(obs: Tensor, action: Tensor, **options: Any) -> tuple[Tensor, Tensor, Tensor]:
-        td = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action}, batch_size=obs.shape[:-1])
-        nxt = model.step(td, **options).get(keys.NEXT)
-        return nxt.get(keys.OBSERVATION), nxt.get("reward").squeeze(-1), nxt.get("terminated").squeeze(-1)
 
-    return transition
+def _transition_by_step(model: Any, obs: Tensor, action: Tensor, **options: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """``model.step`` on ``(obs, action)`` as ``(next_obs, reward [*B], terminated [*B])``."""
+    td = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action}, batch_size=obs.shape[:-1])
+    nxt = model.step(td, **options).get(keys.NEXT)
+    return nxt.get(keys.OBSERVATION), nxt.get("reward").squeeze(-1), nxt.get("terminated").squeeze(-1)

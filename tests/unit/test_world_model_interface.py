@@ -229,3 +229,21 @@ def test_gradients_reach_the_model_through_a_td_target_only_when_asked():
             assert all(p.grad is None for p in [*actor.parameters(), *target_critic.parameters()])
         else:
             assert target.grad_fn is None
+
+
+def test_planners_get_the_tensor_form_of_a_model_that_only_has_step():
+    """``transition_of``: a model that follows the protocol with ``step`` alone is stepped through it,
+    with the same result as the library model's own tensor path."""
+    from lightning_mbrl.models.rollout import transition_of
+
+    wm = make_dynamics()
+
+    class StepOnly:
+        def step(self, td, **options):
+            return wm.step(td, **options)
+
+    obs, action = torch.randn(N, OBS, dtype=F64), torch.rand(N, ACT, dtype=F64) * 2 - 1
+    wrapped = transition_of(StepOnly())(obs, action, mode="mean")
+    for got, expected in zip(wrapped, wm.transition(obs, action, mode="mean")):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert transition_of(wm) == wm.transition
