@@ -38,12 +38,16 @@ def maac_flops(hidden: int, batch: int, horizon: int = 4, k: int = 5, steve: int
     out = 1 + obs
     fm = mlp_flops([obs + act, *model_hidden, 2 * out])  # one member, mean and log-variance heads
     b, e = batch, members
-    # STEVE target (no graph): h = 0 soft value at s'; h = 1: a branch of every member from s'; h = 2: each continues
+    # STEVE target (no graph): h = 0 soft value at s'; step h moves the members used at h or later
+    # (expected count e (1 - (1 - u)^(H - h + 1)) for a random u = half used per horizon), branching
+    # from s' at h = 1; soft values only at the used members
+    used = max(1, round(0.5 * e))
     target = b * (fa + fq)
-    rows = b
     for h in range(1, steve + 1):
-        target += rows * fa + e * b * fm + e * b * (fa + fq)  # action at the states, model step, soft value
-        rows = e * b
+        moved = e * (1 - (1 - used / e) ** (steve - h + 1))
+        rows = b if h == 1 else moved * b
+        target += rows * fa + moved * b * fm + used * b * (fa + fq)  # actions, model step, soft values
+    target = int(target)
     critic = b * fq + b * (2 * fq - 2 * 2 * (obs + act) * hidden)
     # actor: H steps (policy, one member per row), K value actions at s_H, backward through all of it
     forward = horizon * b * (fa + fm) + k * b * (fa + fq) + (b * fa if horizon == 0 else 0)

@@ -50,7 +50,7 @@ class WorldModel(Protocol):
     """A learned (or known) model in TorchRL's step convention; ``lightning_mbrl.models.rollout``
     documents the keys and implements it once for the library's models (``WorldModel`` base class)."""
 
-    def step(self, td: TensorDictBase, *, differentiable: bool = False, members: bool = False,
+    def step(self, td: TensorDictBase, *, differentiable: bool = False, members: bool | Tensor = False,
              **options: Any) -> TensorDictBase:
         """Reads the root of ``td`` (observation, action, latent keys) and writes ``td["next"]``."""
         ...

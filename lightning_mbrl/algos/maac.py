@@ -48,6 +48,7 @@ from lightning_mbrl.objectives import maac as maac_losses
 from lightning_mbrl.objectives import sac as sac_losses
 
 RewardSource = Literal["known", "learned"]
+MemberDraw = Literal["stratified", "independent"]
 
 
 class MAAC(MBPO):
@@ -99,6 +100,7 @@ class MAAC(MBPO):
         steve_used_ratio: LeftOpenUnitInterval = 0.5,
         target_update_every: PositiveInt = 8,
         reward: RewardSource = "known",
+        actor_member_draw: MemberDraw = "stratified",
     ) -> None:
         """
         Args:
@@ -113,6 +115,10 @@ class MAAC(MBPO):
             target_update_every: updates between Polyak steps of the target critics (the code: G).
             reward: ``known`` (the task's reward function on the model's predictions, the code's
                 ``tf_reward``) or ``learned`` (the ensemble's reward output).
+            actor_member_draw: how the actor objective's model steps draw a member per sample:
+                ``stratified`` (each start state's member uniform, the members sharing the batch
+                equally: one GEMM per layer without padding, ``GaussianEnsemble.forward_stratified``)
+                or ``independent`` (the code's i.i.d. draws).
 
         The other arguments are MBPO's (``algos.mbpo.MBPO``). Each argument is checked against its
         annotation (``errors.check_arguments``).
@@ -161,6 +167,7 @@ class MAAC(MBPO):
         out, log_prob = maac_losses.pathwise_actor_loss(
             observation, self.actor, self.world_model, self.critic, self.temperature(), horizon=hp.actor_horizon,
             gamma=hp.gamma, n_value_actions=hp.n_value_actions, reward_fn=self.known_reward, mode="sample",
+            draw=hp.actor_member_draw,
         )
         if self.learn_alpha:
             out.update(sac_losses.alpha_loss(self.log_alpha, log_prob, self.target_entropy))

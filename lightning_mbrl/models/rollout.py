@@ -11,7 +11,8 @@ its outcome under ``"next"``:
 ``continue_prob`` is ``P(not terminated)``: a learned termination head's probability (what MAAC
 and the gridworld models of paper 001 weigh returns with), ``1 - terminated`` for known or absent
 termination. ``step(td, members=True)`` gives every ensemble member's prediction (STEVE, MAAC):
-a new TensorDict of batch ``[E, *B]`` (the root entries expanded). ``differentiable=False`` runs
+a new TensorDict of batch ``[E, *B]`` (the root entries expanded); ``members=`` a ``long [M]`` tensor
+gives those members' only (``[M, *B]``). ``differentiable=False`` runs
 under ``torch.no_grad()``; ``differentiable=True`` keeps the graph to the inputs and the model's
 parameters (reparameterised noise).
 
@@ -49,18 +50,20 @@ class WorldModel(nn.Module, abc.ABC):
     n_members: int = 1
 
     @abc.abstractmethod
-    def predict(self, td: TensorDictBase, *, members: bool = False, **options: Any) -> TensorDict:
+    def predict(self, td: TensorDictBase, *, members: bool | Tensor = False, **options: Any) -> TensorDict:
         """The ``"next"`` entries (module docstring) for the root entries of ``td``; batch
-        ``[*B]``, or ``[n_members, *B]`` with ``members=True``."""
+        ``[*B]``, or ``[n_members, *B]`` with ``members=True`` (``[M, *B]`` for a ``long [M]`` tensor
+        of member indices)."""
 
     def step(
-        self, td: TensorDictBase, *, differentiable: bool = False, members: bool = False, **options: Any
+        self, td: TensorDictBase, *, differentiable: bool = False, members: bool | Tensor = False, **options: Any
     ) -> TensorDictBase:
         """Writes ``td["next"]`` (in place, as TorchRL envs do) and returns ``td``; with
-        ``members=True`` returns a new TensorDict of batch ``[n_members, *B]``."""
+        ``members=True`` (or a tensor of member indices) returns a new TensorDict of batch
+        ``[n_members, *B]`` (``[M, *B]``)."""
         with contextlib.nullcontext() if differentiable else torch.no_grad():
             outcome = self.predict(td, members=members, **options)
-        if members:
+        if isinstance(members, Tensor) or members:
             td = td.exclude(keys.NEXT).expand(outcome.batch_size)
         td.set(keys.NEXT, outcome)
         return td

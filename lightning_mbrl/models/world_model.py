@@ -130,6 +130,7 @@ class EnsembleDynamics(WorldModel):
         mode: str = "sample",
         differentiable: bool = False,
         generator: torch.Generator | None = None,
+        draw: str = "independent",
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One model step in the planners' tensor form: ``obs [*B, obs_dim], action [*B, A]`` (long
         ``[*B]`` with ``discrete_actions``) -> ``next_obs [*B, obs_dim]``, ``reward [*B]``,
@@ -137,53 +138,62 @@ class EnsembleDynamics(WorldModel):
 
         ``mode`` is ``GaussianEnsemble.predict``'s: ``"sample"`` (MBPO: a random elite per sample,
         mean + std * noise), ``"elite_mean"`` (a random elite's mean) or ``"mean"`` (the elites'
-        average mean; deterministic). ``differentiable=False`` runs under ``torch.no_grad()`` (no
+        average mean; deterministic); ``draw`` how the random elites are drawn (``"independent"``
+        or ``"stratified"``, ``GaussianEnsemble.predict``). ``differentiable=False`` runs under ``torch.no_grad()`` (no
         graph is built); ``differentiable=True`` keeps the graph to ``obs``, ``action`` and the model
         parameters."""
         with contextlib.nullcontext() if differentiable else torch.no_grad():
-            return self._predict(obs, action, mode, generator)[:3]
+            return self._predict(obs, action, mode, generator, draw)[:3]
 
     def predict(
         self,
         td: TensorDictBase,
         *,
-        members: bool = False,
+        members: bool | Tensor = False,
         member_inputs: bool = False,
         mode: str = "sample",
         generator: torch.Generator | None = None,
+        draw: str = "independent",
     ) -> TensorDict:
         """``step(td)``'s ``"next"`` entries (``models.rollout``): one prediction per row in ``mode``
         (``transition``), or with ``members=True`` every member's (all ``E``, elites or not), each
         exactly as the member alone computes it: ``mode="sample"`` adds each member's own
         reparameterised Gaussian noise ``mu_e + sigma_e * xi``, other modes give the means. Logit
-        columns are never noised. ``member_inputs=True`` (with ``members``): ``td`` is already
-        ``[E, *B]`` and member ``e`` predicts from row ``e`` (each member continues its own
-        trajectory, STEVE); the result keeps the batch ``[E, *B]``."""
+        columns are never noised. ``members`` may also be a ``long [M]`` tensor of member indices:
+        only those members, batch ``[M, *B]`` (STEVE computes only the members it uses).
+        ``member_inputs=True`` (with ``members``): ``td`` is already ``[M, *B]`` and the ``m``-th
+        member predicts from row ``m`` (each member continues its own trajectory, STEVE); the
+        result keeps the batch ``[M, *B]``. ``draw``: see ``transition``."""
         obs, action = td.get(keys.OBSERVATION), td.get(keys.ACTION)
+        subset = members if isinstance(members, Tensor) else None
+        members = subset is not None or bool(members)
         if member_inputs and not members:
             raise ValueError("member_inputs=True needs members=True")
         if members:
             next_obs, reward, terminated, cont = self._predict_members(
-                obs, action, mode == "sample", generator, member_inputs)
+                obs, action, mode == "sample", generator, member_inputs, subset)
         else:
-            next_obs, reward, terminated, cont = self._predict(obs, action, mode, generator)
+            next_obs, reward, terminated, cont = self._predict(obs, action, mode, generator, draw)
         return TensorDict(
             {keys.OBSERVATION: next_obs, "reward": reward.unsqueeze(-1), "terminated": terminated.unsqueeze(-1),
              "continue_prob": cont.unsqueeze(-1)},
             batch_size=next_obs.shape[:-1],
         )
 
-    def _predict(self, obs: Tensor, action: Tensor, mode: str, generator: torch.Generator | None):
+    def _predict(
+        self, obs: Tensor, action: Tensor, mode: str, generator: torch.Generator | None, draw: str = "independent"
+    ):
         batch = obs.shape[:-1]
         x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
-        y, _ = self.ensemble.predict(x, mode=mode, generator=generator)
+        y, _ = self.ensemble.predict(x, mode=mode, generator=generator, draw=draw)
         return self._outcome(obs, action, y.reshape(*batch, self.ensemble.out_dim), mode == "sample", generator)
 
     def _predict_members(
-        self, obs: Tensor, action: Tensor, sample: bool, generator: torch.Generator | None, member_inputs: bool = False
+        self, obs: Tensor, action: Tensor, sample: bool, generator: torch.Generator | None,
+        member_inputs: bool = False, subset: Tensor | None = None,
     ):
-        n_members = self.ensemble.n_members
-        if member_inputs:  # [E, *B, D]: member e predicts row e
+        n_members = self.ensemble.n_members if subset is None else subset.shape[0]
+        if member_inputs:  # [M, *B, D]: the m-th member predicts row m
             if obs.shape[0] != n_members:
                 raise ValueError(f"member_inputs: the leading batch dim must be the {n_members} members, "
                                  f"got {tuple(obs.shape)}")
@@ -194,7 +204,10 @@ class EnsembleDynamics(WorldModel):
             x = self.make_inputs(obs, action).reshape(-1, self.ensemble.in_dim)
             obs = obs.expand(n_members, *obs.shape)
             action = action.expand(n_members, *action.shape)
-        mean, logvar = self.ensemble(x)  # [E, N, out], [E, N, n_gaussian]
+        if subset is None:
+            mean, logvar = self.ensemble(x)  # [E, N, out], [E, N, n_gaussian]
+        else:
+            mean, logvar = self.ensemble.forward_members(x, subset)  # [M, N, *]
         if sample:
             g = self.ensemble.n_gaussian
             noise = torch.randn(logvar.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -123,8 +123,10 @@ def member_alone(wm: EnsembleDynamics, e: int) -> EnsembleDynamics:
     return alone
 
 
-@pytest.mark.parametrize("horizon", [0, 1, 2])
-def test_steve_targets_equal_the_candidates_written_out_by_hand(horizon: int):
+@pytest.mark.parametrize("horizon, draws_seed", [(0, 4), (1, 4), (2, 4), (2, 0), (2, 1), (2, 2), (2, 3)])
+def test_steve_targets_equal_the_candidates_written_out_by_hand(horizon: int, draws_seed: int):
+    """Several draws of the used members: STEVE steps only the members still needed (those used at
+    this horizon or a later one), so the draws decide which paths are kept between the steps."""
     done = lambda o, a, nxt: nxt[:, 2] > 0.8  # noqa: E731
     wm, _, critic = make_parts(termination_fn=done)
     torch.manual_seed(1)
@@ -133,7 +135,7 @@ def test_steve_targets_equal_the_candidates_written_out_by_hand(horizon: int):
     terminated = torch.tensor([False, True, False, False, False, True])
     alpha, gamma = torch.tensor(0.3, dtype=F64), 0.9
     out = steve_target(reward, terminated, next_obs, policy, wm, critic, alpha, gamma=gamma, horizon=horizon,
-                       reward_fn=known_reward, generator=torch.Generator().manual_seed(4), mode="mean")
+                       reward_fn=known_reward, generator=torch.Generator().manual_seed(draws_seed), mode="mean")
 
     def soft_v(s: Tensor) -> Tensor:  # [J, N]
         a, lp = policy.sample(s)
@@ -144,7 +146,7 @@ def test_steve_targets_equal_the_candidates_written_out_by_hand(horizon: int):
     cands0 = reward + boot * soft_v(next_obs)
     expected_means.append(cands0.mean(0))
     expected_vars.append(cands0.var(0, unbiased=False))
-    draws = torch.Generator().manual_seed(4)
+    draws = torch.Generator().manual_seed(draws_seed)
     alone = [member_alone(wm, e) for e in range(4)]
     for h in range(1, horizon + 1):
         used = torch.randperm(4, generator=draws)[:2].tolist()

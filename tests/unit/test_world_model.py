@@ -185,6 +185,55 @@ def test_forward_selected_large_batch_takes_the_chunked_path() -> None:
     torch.testing.assert_close(logvar, all_logvar[member, rows], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("elites", [None, [4, 0, 2]])
+def test_forward_stratified_is_compute_all_then_gather_with_equal_shares(elites: list[int] | None) -> None:
+    """Rows of a seeded permutation, cut into groups of ceil(N / n_elites), go through the elites in
+    order (all members: member k): the same values and gradients as computing every member and
+    gathering, each elite with its equal share (37 = 13 + 13 + 11 over 3 elites, padding unused)."""
+    model = make_ensemble(3) if elites else make_ensemble(3, n_elites=E)
+    if elites:
+        model.elites.copy_(torch.tensor(elites))
+    n, k = 37, model.n_elites
+    per = -(-n // k)
+    x = torch.randn(n, IN, dtype=F64)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    member = torch.empty(n, dtype=torch.long)
+    member[perm] = model.elites[torch.arange(n) // per]
+    up_mean, up_logvar = torch.randn(n, OUT, dtype=F64), torch.randn(n, OUT, dtype=F64)
+
+    def grads(fn) -> tuple[Tensor, Tensor, list[Tensor]]:
+        model.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_(True)
+        mean, logvar = fn(xg)
+        ((mean * up_mean).sum() + (logvar * up_logvar).sum()).backward()
+        return torch.cat([mean, logvar], -1).detach(), xg.grad, [p.grad.clone() for p in model.parameters()]
+
+    def dense(xg: Tensor) -> tuple[Tensor, Tensor]:
+        mean, logvar = model(xg)
+        return mean[member, torch.arange(n)], logvar[member, torch.arange(n)]
+
+    expected = grads(dense)
+    got = grads(lambda xg: model.forward_stratified(xg, generator=torch.Generator().manual_seed(5)))
+    for a, b in zip(got[:2], expected[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for (name, _), a, b in zip(model.named_parameters(), got[2], expected[2]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    counts = torch.bincount(member, minlength=E)
+    assert sorted(counts[model.elites].tolist()) == sorted([per] * (k - 1) + [n - per * (k - 1)])
+    assert counts.sum() == counts[model.elites].sum()  # non-elites get no sample
+
+
+def test_predict_stratified_draw_uses_forward_stratified_and_rejects_unknown_draws() -> None:
+    model = make_ensemble(4)
+    x = torch.randn(12, IN, dtype=F64)
+    mean, var = model.predict(x, mode="elite_mean", draw="stratified", generator=torch.Generator().manual_seed(1))
+    ref_mean, ref_logvar = model.forward_stratified(x, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(mean, ref_mean, rtol=0, atol=0)
+    torch.testing.assert_close(var, ref_logvar.exp(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="draw must be one of"):
+        model.predict(x, mode="sample", draw="balanced")
+
+
 def test_weight_decay_loss_is_half_squared_norm_of_weights_times_decay() -> None:
     model = make_ensemble()
     expected = sum(d * 0.5 * (l.weight.detach() ** 2).sum() for d, l in zip(DECAYS, model.layers))

@@ -70,6 +70,27 @@ def test_per_member_predictions_equal_each_member_run_alone():
     assert terminated.any() and not terminated.all()  # the test sees both outcomes
 
 
+def test_a_member_subset_is_those_members_of_the_full_prediction():
+    """``members=tensor([3, 1])``: rows 3 and 1 of ``members=True``, from a shared input and, with
+    ``member_inputs``, each member from its own row (STEVE's continuing trajectories)."""
+    wm = make_dynamics(learn_termination=True)
+    obs, action = torch.randn(N, OBS, dtype=F64), torch.rand(N, ACT, dtype=F64) * 2 - 1
+    subset = torch.tensor([3, 1])
+    td = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action}, batch_size=[N])
+    full = wm.step(td, members=True, mode="mean")[keys.NEXT]
+    part = wm.step(td, members=subset, mode="mean")
+    assert part.batch_size == (2, N)
+    for key in (keys.OBSERVATION, "reward", "continue_prob"):
+        torch.testing.assert_close(part[keys.NEXT, key], full[key][subset], rtol=0, atol=1e-12)
+    own = TensorDict({keys.OBSERVATION: torch.randn(4, N, OBS, dtype=F64), keys.ACTION: action.expand(4, N, ACT)},
+                     batch_size=[4, N])
+    full = wm.step(own, members=True, member_inputs=True, mode="mean")[keys.NEXT]
+    part = wm.step(own[subset], members=subset, member_inputs=True, mode="mean")[keys.NEXT]
+    torch.testing.assert_close(part[keys.OBSERVATION], full[keys.OBSERVATION][subset], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="leading batch dim must be the 2 members"):
+        wm.step(own, members=subset, member_inputs=True)
+
+
 def rollout_objective(wm: EnsembleDynamics, actor: TanhGaussianActor, start: torch.Tensor, seed: int = 3):
     """MAAC's shape of objective: sum of rewards minus 0.1 log pi along a 3-step sampled rollout."""
     torch.manual_seed(seed)
