@@ -9,35 +9,52 @@ is a run), reads each run's ``metrics.csv`` (the CSV logger's; env frames in the
 are appended as they are logged, so a running, killed or resumed run works too) and groups runs by their
 recipe (the run folder's parent, e.g. ``mbsac_halfcheetah``): the runs of one recipe are its seeds. For
 every evaluator that logged a return (``eval/return`` of the policy, ``eval/<name>/return`` of BOOTS,
-MPC, ...) it draws the mean over seeds against env frames with a 95% interval (Student t over the seeds,
-at the frames every seed evaluated), and writes:
+MPC, ...) it draws, against env frames, at the frames every seed evaluated:
+
+- the **mean over seeds**, as the papers' learning curves are (MBPO's Figure 2 is the mean of five
+  trials), so a line compares with their figures; the interquartile mean would drop two of five seeds
+  and equals the mean for three;
+- its **95% interval** by rliable's stratified percentile bootstrap (``lightning_mbrl.stats.curve``:
+  the seeds are resampled 2,000 times at each frame, with a fixed seed, so the same runs give the same
+  numbers). With few seeds it spans about the range of the seeds (the bootstrap cannot see beyond its
+  data: with 2 or 3 seeds the interval of the mean is exactly [lowest, highest], as every seed alone is
+  drawn in more than 2.5% of the resamples), and it is a single point for one seed.
+
+It writes:
 
 - ``<out>/curves.png``: one line per (recipe, evaluator), ``eval/optimal_return`` dashed if logged;
-- ``<out>/final_returns.md``: the last common evaluation of each line: mean, 95% half-width, seeds.
+- ``<out>/final_returns.md``: the last common evaluation of each line: mean, 95% interval, seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import math
 import re
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
-# two-sided 95% Student t quantiles for 1..30 degrees of freedom
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+from lightning_mbrl import stats
+
 RETURN_KEY = re.compile(r"^eval/(?:(?P<name>[^/]+)/)?return$")
+STATISTIC = "mean"
+
+Curves = dict[str, dict[int, float]]  # {evaluator: {frames: return}} of one run
 
 
-def t95(n: int) -> float:
-    """Half-width factor of a 95% interval of a mean of ``n`` samples (0 for one sample)."""
-    return 0.0 if n < 2 else (T95[n - 2] if n - 1 <= len(T95) else 1.96)
+class Point(NamedTuple):
+    """One point of a line: the statistic over ``seeds`` runs at ``frames``, with its 95% interval."""
+
+    frames: int
+    value: float
+    low: float
+    high: float
+    seeds: int
 
 
-def read_run(run: Path) -> dict[str, dict[int, float]]:
+def read_run(run: Path) -> Curves:
     """``{evaluator: {frames: return}}`` of one run (``policy`` for ``eval/return``) plus ``optimal``.
     A row still being written by a running run (or cut by a kill) is skipped."""
     path = run / "metrics.csv"
@@ -89,30 +106,54 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(runs.values())
 
 
-def summarize(runs: list[Path]) -> dict[tuple[str, str], list[tuple[int, float, float, int]]]:
-    """``{(recipe, evaluator): [(frames, mean, half_width_95, n_seeds), ...]}`` at the frames every
-    seed of the recipe evaluated."""
-    by_recipe: dict[str, list[dict[str, dict[int, float]]]] = defaultdict(list)
+def recipe_of(run: Path) -> str:
+    """The recipe of a run folder: the name of the folder it is in (``runs/<recipe>/version_N``)."""
+    return run.resolve().parent.name
+
+
+def summarize(runs: list[Path], *, reps: int = stats.REPS,
+              seed: int = stats.SEED) -> dict[tuple[str, str], list[Point]]:
+    """``{(recipe, evaluator): [Point, ...]}``: the mean over the recipe's seeds at the frames every seed
+    evaluated, with its 95% bootstrap interval."""
+    by_recipe: dict[str, list[Curves]] = defaultdict(list)
     for run in runs:
-        by_recipe[run.resolve().parent.name].append(read_run(run))
+        by_recipe[recipe_of(run)].append(read_run(run))
+    return summarize_seeds(by_recipe, reps=reps, seed=seed)
+
+
+def summarize_seeds(by_recipe: dict[str, list[Curves]], *, statistic: str = STATISTIC, reps: int = stats.REPS,
+                    seed: int = stats.SEED) -> dict[tuple[str, str], list[Point]]:
+    """:func:`summarize` of curves already read and grouped: ``{recipe: [curves of each seed]}``."""
     lines = {}
     for recipe, seeds in by_recipe.items():
         for evaluator in sorted({e for s in seeds for e in s}):
             curves = [s[evaluator] for s in seeds if evaluator in s]
             frames = sorted(set.intersection(*(set(c) for c in curves)))
-            points = []
-            for fr in frames:
-                values = [c[fr] for c in curves]
-                n = len(values)
-                mean = sum(values) / n
-                sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-                points.append((fr, mean, t95(n) * sd / math.sqrt(n), n))
-            if points:
-                lines[(recipe, evaluator)] = points
+            if not frames:
+                continue
+            est = stats.curve([[c[fr] for fr in frames] for c in curves], statistic, reps=reps, seed=seed)
+            lines[(recipe, evaluator)] = [Point(fr, float(v), float(lo), float(hi), est.n)
+                                          for fr, v, lo, hi in zip(frames, est.value, est.low, est.high)]
     return lines
 
 
-def plot(lines: dict, out: Path, title: str | None = None) -> tuple[Path, Path]:
+def draw(ax, lines: dict[tuple[str, str], list[Point]], label_recipe: bool = True) -> None:
+    """One line per (recipe, evaluator) on the matplotlib axes ``ax``, its interval shaded; ``optimal`` dashed."""
+    for (recipe, evaluator), points in sorted(lines.items()):
+        frames = [p.frames for p in points]
+        name = f"{recipe}: {evaluator}" if label_recipe else evaluator
+        if evaluator == "optimal":
+            ax.plot(frames, [p.value for p in points], "k--", linewidth=1, label=name)
+            continue
+        (line,) = ax.plot(frames, [p.value for p in points], label=f"{name} (n={points[-1].seeds})")
+        ax.fill_between(frames, [p.low for p in points], [p.high for p in points], color=line.get_color(), alpha=0.2,
+                        linewidth=0)
+    ax.set_xlabel("env frames")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def plot(lines: dict[tuple[str, str], list[Point]], out: Path, title: str | None = None) -> tuple[Path, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,31 +161,20 @@ def plot(lines: dict, out: Path, title: str | None = None) -> tuple[Path, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for (recipe, evaluator), points in sorted(lines.items()):
-        frames = [p[0] for p in points]
-        mean = [p[1] for p in points]
-        label = f"{recipe}: {evaluator} (n={points[-1][3]})"
-        if evaluator == "optimal":
-            ax.plot(frames, mean, "k--", linewidth=1, label=f"{recipe}: optimal")
-            continue
-        (line,) = ax.plot(frames, mean, label=label)
-        ax.fill_between(frames, [m - p[2] for m, p in zip(mean, points)], [m + p[2] for m, p in zip(mean, points)],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("env frames")
-    ax.set_ylabel("eval return (mean, 95% interval over seeds)")
+    draw(ax, lines)
+    ax.set_ylabel("eval return (mean over seeds, 95% bootstrap interval)")
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     png = out / "curves.png"
     fig.savefig(png)
     plt.close(fig)
 
-    table = ["| recipe | evaluator | frames | final return | 95% +- | seeds |", "|---|---|---|---|---|---|"]
+    table = ["| recipe | evaluator | frames | mean return | 95% interval | seeds |", "|---|---|---|---|---|---|"]
     for (recipe, evaluator), points in sorted(lines.items()):
-        frames, mean, half, n = points[-1]
-        table.append(f"| {recipe} | {evaluator} | {frames} | {mean:.2f} | {half:.2f} | {n} |")
+        p = points[-1]
+        interval = f"[{p.low:.2f}, {p.high:.2f}]"
+        table.append(f"| {recipe} | {evaluator} | {p.frames} | {p.value:.2f} | {interval} | {p.seeds} |")
     md = out / "final_returns.md"
     md.write_text("\n".join(table) + "\n")
     return png, md

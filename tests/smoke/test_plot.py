@@ -1,7 +1,11 @@
 """T1 smoke for ``python -m lightning_mbrl.plot``: numbers against a hand computation, a valid PNG from
-a real tiny run, and a clear error for a folder that is not a run."""
+a real tiny run, and a clear error for a folder that is not a run.
 
-import math
+The intervals are rliable's percentile bootstrap of the mean over seeds. For 3 seeds they are known
+exactly: each seed alone is drawn in 1/27 = 3.7% of the resamples (more than the 2.5% tail), so the 95%
+interval of the mean is [lowest seed, highest seed]; for 4 seeds a seed alone is 1/256 of the
+resamples, so the interval lies strictly inside the range."""
+
 import pathlib
 
 import pytest
@@ -27,15 +31,26 @@ def test_means_intervals_and_table_match_a_hand_computation(in_tmp):
     ]
     lines = plot.summarize(runs)
     policy = lines[("dqn_pwl", "policy")]
-    assert [p[0] for p in policy] == [100, 200]  # 300 is not evaluated by every seed
-    # frames 200: values 3, 5, 4 -> mean 4, sd 1, 95% half-width t(2) * 1 / sqrt(3)
-    assert policy[1][1] == pytest.approx(4.0)
-    assert policy[1][2] == pytest.approx(4.303 / math.sqrt(3))
-    assert lines[("dqn_pwl", "boots")][0] == (200, pytest.approx(5.0), pytest.approx(4.303 / math.sqrt(3)), 3)
-    assert lines[("dqn_pwl", "optimal")] == [(200, 6.5, 0.0, 3)]
+    assert [p.frames for p in policy] == [100, 200]  # 300 is not evaluated by every seed
+    # frames 100: values 1, 2, 3 -> mean 2, interval [1, 3]; frames 200: 3, 5, 4 -> mean 4, interval [3, 5]
+    assert policy == [(100, pytest.approx(2.0), 1.0, 3.0, 3), (200, pytest.approx(4.0), 3.0, 5.0, 3)]
+    assert lines[("dqn_pwl", "boots")] == [(200, pytest.approx(5.0), 4.0, 6.0, 3)]  # 2 and 6 at 100: not common
+    assert lines[("dqn_pwl", "optimal")] == [(200, 6.5, 6.5, 6.5, 3)]
+    assert plot.summarize(runs) == lines  # seeded: the same runs give the same intervals
     assert plot.main([*map(str, runs), "--out", str(in_tmp / "out")]) == 0
     table = (in_tmp / "out" / "final_returns.md").read_text()
-    assert "| dqn_pwl | policy | 200 | 4.00 | 2.48 | 3 |" in table
+    assert "| recipe | evaluator | frames | mean return | 95% interval | seeds |" in table
+    assert "| dqn_pwl | policy | 200 | 4.00 | [3.00, 5.00] | 3 |" in table
+
+
+def test_four_seeds_give_the_mean_with_an_interval_inside_their_range_and_one_seed_a_point(in_tmp):
+    runs = [fake_run(in_tmp, i, [f"0,{v},,,100\n"]) for i, v in enumerate([0.0, 10.0, 20.0, 50.0])]
+    lines = plot.summarize(runs)
+    ((frames, mean, low, high, n),) = lines[("dqn_pwl", "policy")]
+    assert (frames, mean, n) == (100, 20.0, 4)  # the mean (the interquartile mean would be 15)
+    assert 0.0 < low < 10.0 and 20.0 < high < 50.0  # each seed alone: 1/256 of the resamples, under 2.5%
+    assert plot.summarize(runs) == lines  # seeded: the same runs give the same interval
+    assert plot.summarize(runs[:1])[("dqn_pwl", "policy")] == [(100, 0.0, 0.0, 0.0, 1)]
 
 
 def test_renders_a_valid_png_from_a_tiny_run(in_tmp):

@@ -1,0 +1,310 @@
+"""Re-create the runs of every claim of the reproduction report, then write the report.
+
+    python -m benchmarks.reproduce [--scale reduced|paper] [--only NAME...] [--runs-dir runs/reproduce]
+        [--report-out docs/reproduction] [--dry-run] [--refresh 60]
+
+Runs every job of ``lightning_mbrl.report.JOBS`` at one scale, one subprocess at a time (``python -m
+recipes.<name> fit ...`` per seed, ``python -m lightning_mbrl.envs.piecewise_linear ...`` per benchmark
+variant), then ``python -m lightning_mbrl.report <runs-dir>/<scale> --out <report-out>``. ``--only`` takes
+job names or claim names (a claim stands for the jobs it reads); ``--dry-run`` prints each run's state and
+the command it would run, and runs nothing.
+
+Where runs go: ``<runs-dir>/<scale>/<job>/seed_<N>/`` is one seed's run folder (metrics, config,
+checkpoints; ``--trainer.default_root_dir`` and ``--trainer.logger.init_args.version``), so the report's
+recipe (the folder a run is in) is the job's name; the runner adds ``reproduce.json`` (command, the commit
+of every start, status) and ``reproduce.log`` (the run's output) to it. A benchmark variant is
+``<runs-dir>/<scale>/<job>/<variant>.json``: the module's JSON output with ``benchmark``, ``variant``,
+``commit`` and ``command`` added.
+
+Resumable, by the run folders alone:
+
+- ``done``: ``reproduce.json`` says the run exited 0 (a benchmark: its JSON file is complete): skipped;
+- ``partial``: not done, with ``checkpoints/last.ckpt``: a killed (or failed) run, continued exactly where its
+  last checkpoint stopped with the same command plus ``--ckpt_path <run>/checkpoints/last.ckpt`` (README,
+  "Checkpoints and resuming": weights, buffers, env and RNG states come back, ``metrics.csv`` continues);
+  every job checkpoints every ``Job.checkpoint_every`` frames, so at most that much is run twice;
+- ``pending``: no run folder yet, or one of this runner killed before its first checkpoint (removed and
+  started again). A folder there that this runner did not make is an error naming it (nothing is deleted).
+
+Run one runner at a time per ``--runs-dir``. Progress: one line per run (``done`` / ``running`` /
+``pending`` / ``partial`` / ``failed``, frames logged of the budget) at the start and after each run, and a
+line for the running run every ``--refresh`` seconds.
+
+Budgets (``lightning_mbrl.report.JOBS``; times are estimates for 2 CPU cores, from benchmarks/results and
+the learning tests):
+
+| job | reduced | paper |
+|---|---|---|
+| pwl_def41, pwl_stats | Definition 4.1 for H = 1..6; 1,000 RAND and 1,000 SEMI-RAND MDPs (~1 min) | same |
+| sac_pendulum_boots | 3 seeds x 8k frames, SAC 16 x 16, BOOTS every 2k (the learning test) | 5 seeds |
+| mbpo_invertedpendulum, sac_invertedpendulum | 5 seeds x 5k (MBPO) and 15k (SAC) frames, eval every 250 (~1 h) | same |
+| dqn_pwl | 3 seeds x 30k frames, BOOTS k = 3, 200 eval episodes (the learning test) | 5 x 50k, k = 0..4 (recipe) |
+| mbpo_hopper | 3 seeds x 15k frames (~1.7 h) | 5 seeds x 125k |
+| mbpo_halfcheetah | 3 seeds x 10k frames (~1.6 h) | 5 seeds x 400k |
+| mbsac_humanoid | 2 seeds x 50k frames, BOOTS k = 4 at 50k (~2 h) | 5 seeds x 400k, BOOTS every 10k x 10 episodes |
+
+The reduced scale takes about 7 hours on 2 cores; ``--dry-run`` prints the estimates per job. The paper
+scale is for GPUs (the report's last section estimates it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lightning_mbrl import report
+from lightning_mbrl.report import CLAIMS, JOBS, JOBS_BY_NAME, MARKER, SCALES, Job
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable  # the interpreter of every run
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One run: a seed of a recipe job, or a variant of a benchmark job, at ``scale`` below ``root``
+    (``<runs-dir>/<scale>``)."""
+
+    job: Job
+    scale: str
+    name: str
+    root: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.job.name}/{self.name}"
+
+    @property
+    def path(self) -> Path:
+        folder = self.root / self.job.name
+        return folder / f"{self.name}.json" if self.job.is_benchmark else folder / self.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.ckpt"
+
+    @property
+    def budget(self) -> int | None:
+        return None if self.job.is_benchmark else self.job.frames[self.scale]
+
+    def marker(self) -> dict:
+        try:
+            return json.loads((self.path / MARKER).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def status(self) -> str:
+        """``done``, ``partial`` (resume from the last checkpoint), ``failed`` (exited non-zero without a
+        checkpoint: run again), ``stale`` (this runner's folder without a checkpoint: start again),
+        ``foreign`` (a folder this runner did not make) or ``pending``."""
+        if self.job.is_benchmark:
+            return "done" if report.read_result(self.path) is not None else "pending"
+        if not self.path.exists():
+            return "pending"
+        marker = self.marker()
+        if not marker:
+            return "foreign" if any(self.path.iterdir()) else "pending"
+        if marker.get("status") == "done":
+            return "done"
+        if self.checkpoint.is_file():
+            return "partial"
+        return "failed" if marker.get("status") == "failed" else "stale"
+
+    def frames(self) -> int:
+        return 0 if self.job.is_benchmark else report.last_frame(self.path)
+
+    def argv(self) -> list[str]:
+        """The command (after ``python``) that makes or continues this run."""
+        argv = self.job.command(self.scale, self.name, None if self.job.is_benchmark else self.root)
+        if not self.job.is_benchmark and self.status() == "partial":
+            argv.append(f"--ckpt_path={self.checkpoint}")
+        return argv
+
+    def display(self) -> str:
+        shown = shlex.join(["python", *self.argv()])
+        return f"{shown} > {self.path}" if self.job.is_benchmark else shown
+
+    def line(self, status: str | None = None) -> str:
+        status = status or self.status()
+        if self.job.is_benchmark:
+            return f"  {status:<8} {self.label}"
+        return f"  {status:<8} {self.label:<36} {self.frames():>9,} / {self.budget:,} frames"
+
+
+def select_jobs(names: Sequence[str] | None) -> list[Job]:
+    """The jobs named (job names, or claim names standing for their jobs), in :data:`JOBS` order; all if none.
+    An unknown name is a ``ValueError`` listing the known ones."""
+    if not names:
+        return list(JOBS)
+    claims = {c.name: c for c in CLAIMS}
+    wanted: set[str] = set()
+    for name in names:
+        if name in JOBS_BY_NAME:
+            wanted.add(name)
+        elif name in claims:
+            wanted.update(claims[name].jobs)
+        else:
+            raise ValueError(f"--only {name}: no such job or claim (jobs: {', '.join(JOBS_BY_NAME)}; "
+                             f"claims: {', '.join(claims)})")
+    return [job for job in JOBS if job.name in wanted]
+
+
+def plan(jobs: Sequence[Job], scale: str, root: Path) -> list[Unit]:
+    return [Unit(job, scale, name, root) for job in jobs for name in job.units(scale)]
+
+
+def progress(units: Sequence[Unit], root: Path, scale: str) -> str:
+    states = [u.status() for u in units]
+    head = f"{scale} scale, runs in {root} ({states.count('done')} of {len(units)} done)"
+    return "\n".join([head, *(u.line(s) for u, s in zip(units, states))])
+
+
+def estimates(jobs: Sequence[Job], scale: str) -> list[str]:
+    lines = []
+    for job in jobs:
+        cost = job.cost.get(scale)
+        est = report.estimate_cost(cost, job.frames[scale]) if cost and scale in job.frames else None
+        if est:
+            seeds = job.seeds[scale]
+            lines.append(f"  {job.name}: {seeds} seeds x {job.frames[scale]:,} frames, about {est[0] * seeds:.1f} h "
+                         f"on 2 CPU cores, {est[1] * seeds:.1f} h on a GPU (estimates; {est[2]})")
+    return lines
+
+
+# ============================================================================================ running
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def run_benchmark(unit: Unit, commit: str | None) -> bool:
+    proc = subprocess.run([PYTHON, *unit.argv()], capture_output=True, text=True, env=_child_env())
+    if proc.returncode != 0:
+        print(f"  failed   {unit.label}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}", flush=True)
+        return False
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        print(f"  failed   {unit.label}: its output is not JSON", flush=True)
+        return False
+    unit.path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(unit.path, {"benchmark": unit.job.name, "variant": unit.name, "scale": unit.scale,
+                            "commit": commit, "command": unit.display().split(" > ")[0], **result})
+    return True
+
+
+def run_seed(unit: Unit, commit: str | None, refresh: float, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Start or continue one seed's run; its output goes to ``reproduce.log`` in its run folder."""
+    status = unit.status()
+    if status == "foreign":
+        raise FileExistsError(f"{unit.path}: a folder this runner did not make (no {MARKER}); move it away")
+    if status in ("stale", "failed"):
+        shutil.rmtree(unit.path)  # this runner's own folder, killed before its first checkpoint
+    argv = unit.argv()
+    unit.path.mkdir(parents=True, exist_ok=True)
+    marker = unit.marker()
+    commits = [c for c in marker.get("commits", []) if c != commit] + ([commit] if commit else [])
+    marker.update(job=unit.job.name, unit=unit.name, scale=unit.scale, command=unit.display(), commits=commits,
+                  status="running", started=datetime.datetime.now().isoformat(timespec="seconds"))
+    _write_json(unit.path / MARKER, marker)
+    start = clock()
+    with open(unit.path / "reproduce.log", "a") as log:
+        log.write(f"\n$ {unit.display()}\n")
+        log.flush()
+        proc = subprocess.Popen([PYTHON, *argv], stdout=log, stderr=subprocess.STDOUT, env=_child_env())
+        try:
+            while proc.poll() is None:
+                try:
+                    proc.wait(timeout=refresh)
+                except subprocess.TimeoutExpired:
+                    minutes = (clock() - start) / 60
+                    print(f"{unit.line('running')}  ({minutes:.0f} min)", flush=True)
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            marker.update(status="interrupted", returncode=proc.returncode)
+            _write_json(unit.path / MARKER, marker)
+            raise
+    marker.update(status="done" if proc.returncode == 0 else "failed", returncode=proc.returncode,
+                  finished=datetime.datetime.now().isoformat(timespec="seconds"))
+    _write_json(unit.path / MARKER, marker)
+    if proc.returncode != 0:
+        print(f"  failed   {unit.label}: exit {proc.returncode} (see {unit.path / 'reproduce.log'})", flush=True)
+    return proc.returncode == 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=SCALES, default="reduced",
+                        help="reduced: budgets for a 2-core CPU; paper: the papers' budgets")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="job or claim names (default: all)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"))
+    parser.add_argument("--report-out", type=Path, default=Path("docs/reproduction"),
+                        help="the report: <report-out>.md and figures in <report-out>/")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs and their commands; run nothing")
+    parser.add_argument("--refresh", type=float, default=60.0, help="seconds between progress lines of a run")
+    args = parser.parse_args(argv)
+    try:
+        jobs = select_jobs(args.only)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    root = args.runs_dir / args.scale
+    units = plan(jobs, args.scale, root)
+    for claim in CLAIMS:
+        if args.only and claim.name in args.only and claim.scale != args.scale:
+            print(f"note: {claim.name} is decided by --scale {claim.scale} runs; at {args.scale} scale the report "
+                  "shows it at the frames reached")
+    print(progress(units, root, args.scale), flush=True)
+    if args.dry_run:
+        print("commands:")
+        for unit in units:
+            status = unit.status()
+            if status == "foreign":
+                print(f"  error: {unit.path}: a folder this runner did not make (no {MARKER}); move it away")
+            elif status != "done":
+                print(f"  {unit.display()}")
+        print("\n".join(["estimated cost:", *estimates(jobs, args.scale)]))
+        return 0
+    commit = report.git_commit()
+    failed = []
+    for unit in units:
+        if unit.status() == "done":
+            continue
+        print(unit.line("running"), flush=True)
+        try:
+            ok = run_benchmark(unit, commit) if unit.job.is_benchmark else run_seed(unit, commit, args.refresh)
+        except FileExistsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {unit.label} stopped; run the same command again to continue", file=sys.stderr)
+            return 130
+        failed += [] if ok else [unit.label]
+        print(progress(units, root, args.scale), flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    report.main([str(root), "--out", str(args.report_out)])
+    if failed:
+        print(f"error: {len(failed)} runs failed: {', '.join(failed)} (run again to resume them)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

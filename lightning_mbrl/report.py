@@ -1,0 +1,1031 @@
+"""Reproduction report: every paper's claims, measured from runs, with 95% intervals.
+
+    python -m lightning_mbrl.report RUN_DIR... [--out docs/reproduction] [--reps 2000] [--seed 0]
+    python -m lightning_mbrl.report runs/reproduce/reduced          # what python -m benchmarks.reproduce made
+
+Reads run folders as ``lightning_mbrl.plot`` does: every folder holding a ``metrics.csv`` at or below a
+RUN_DIR is a run, its recipe is the name of the folder it is in, and the runs of one recipe are its seeds
+(one per ``seed`` in the run's ``hparams.yaml``; where a seed appears twice, e.g. in a reduced and a
+paper-scale folder, the run with more frames). Every ``*.json`` below a RUN_DIR whose object has a
+``"benchmark"`` key is a benchmark result (``benchmarks/results/*.json``, and the piecewise-linear
+reports ``python -m benchmarks.reproduce`` writes): such results are the runs of claims about exact
+computations. No RUN_DIR, or no runs in them, is fine: every claim then reads ``not run``.
+
+Writes ``<out>.md`` (e.g. ``docs/reproduction.md``): per paper, a table of its claims, each with the
+paper's figure or number, ours with a 95% interval and the number of seeds, the rule that decides the
+verdict, the verdict, the command that re-creates the row's runs (``python -m benchmarks.reproduce
+--only <claim>``) and the commit of those runs; learning curves of the paper's recipes (one line per
+evaluator: the policy's ``eval/return``, BOOTS ``eval/boots*/return``, MPC ``eval/mpc/return``, mean over
+seeds with its interval, as ``lightning_mbrl.plot`` draws them) and performance profiles of the claims
+that compare groups, as PNGs in ``<out>/``; and a section on the paper-scale runs, each with its command
+and an estimated cost.
+
+**Claims** are entries of :data:`CLAIMS`: a :class:`Claim` names its paper, says the claim in one line,
+gives the paper's value, a *measure* (which recipe, evaluator, frames and statistic it reads:
+:class:`ReturnAt`, :class:`FramesTo`, :class:`FramesRatio`, :class:`Gain`, :class:`FractionOfOptimal`,
+:class:`BenchmarkShare`, :class:`BenchmarkExact`) and a :class:`Rule` that decides the verdict from the
+measured interval. Later issues add rows by adding entries (and, where new runs are needed, a
+:class:`Job` to :data:`JOBS`).
+
+**Statistics** are rliable's (``lightning_mbrl.stats``): the interquartile mean (IQM) or the mean over
+seeds, each claim saying which (the mean where the paper's figure is a mean over seeds), with a 95%
+stratified-bootstrap interval (2,000 resamples, seed 0: the same runs give the same report).
+
+**Verdicts**: ``agree`` when the interval satisfies the claim's rule, ``disagree`` when it does not, and
+``not run`` when there are fewer complete seeds than the claim needs: no runs, runs that have not
+evaluated at the frames the claim reads (still running, or killed: a killed run keeps the rows it
+logged), or a missing benchmark result. Where runs exist but are short, the table still shows ours at
+the frames every seed reached, but the verdict stays ``not run``. A run killed after the frames a claim
+reads does count for it: the rows it logged up to there are those of an uninterrupted run (runs resume
+exactly, README "Checkpoints and resuming").
+
+**Commit**: a run made by ``python -m benchmarks.reproduce`` records the commit it was run at (every
+start of it, if resumed) in ``<run>/reproduce.json``, and a benchmark result in its ``"commit"`` key;
+the runs of the recipes do not record theirs (``config.yaml`` and ``hparams.yaml`` hold the
+configuration only), so for those the table gives the current ``git rev-parse --short HEAD`` and says so.
+
+**Jobs** (:data:`JOBS`) say how each recipe's runs are made, at two scales: ``reduced`` (budgets that
+fit a 2-core CPU) and ``paper`` (the papers' budgets). ``python -m benchmarks.reproduce`` runs them;
+this module only reads them, for the commands and for the cost estimates of the paper-scale section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import yaml
+
+from lightning_mbrl import plot, stats
+from lightning_mbrl.stats import Estimate
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+MARKER = "reproduce.json"  # what benchmarks.reproduce writes into each run folder it makes
+SCALES = ("reduced", "paper")
+
+
+# ============================================================================================ runs
+@dataclass
+class Run:
+    """One run folder: its recipe, seed, evaluation curves, the last env frame it logged and its budget."""
+
+    path: Path
+    recipe: str
+    seed: str
+    curves: plot.Curves
+    frames: int
+    max_frames: int | None
+    commits: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def state(self) -> str:
+        """``"3,000 of 5,000 frames"`` (or ``"3,000 frames"`` when the budget is unknown)."""
+        return f"{self.frames:,} of {self.max_frames:,} frames" if self.max_frames else f"{self.frames:,} frames"
+
+
+@dataclass
+class Result:
+    """One benchmark result (a JSON object with a ``"benchmark"`` key)."""
+
+    path: Path
+    benchmark: str
+    variant: str | None
+    data: dict
+    commits: tuple[str, ...]
+
+
+@dataclass
+class Found:
+    """Everything the RUN_DIRs hold: ``runs[recipe]`` (one run per seed) and ``results[benchmark]``."""
+
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    results: dict[str, list[Result]] = field(default_factory=dict)
+
+    def count(self) -> tuple[int, int]:
+        return sum(map(len, self.runs.values())), sum(map(len, self.results.values()))
+
+
+def last_frame(run: Path) -> int:
+    """The largest env frame count (``step``) in a run's ``metrics.csv``; 0 if none (a cut last row is skipped)."""
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return 0
+    frames = 0
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = plot._number(row.get("step"))
+            frames = max(frames, step) if step is not None else frames
+    return frames
+
+
+def _marker_commits(data: dict) -> tuple[str, ...]:
+    commits = data.get("commits") or ([data["commit"]] if data.get("commit") else [])
+    return tuple(str(c) for c in commits)
+
+
+def read_run(path: Path) -> Run:
+    hparams = {}
+    if (path / "hparams.yaml").is_file():
+        try:
+            hparams = yaml.safe_load((path / "hparams.yaml").read_text()) or {}
+        except yaml.YAMLError:
+            hparams = {}
+    marker = {}
+    if (path / MARKER).is_file():
+        try:
+            marker = json.loads((path / MARKER).read_text())
+        except json.JSONDecodeError:
+            marker = {}
+    max_frames = hparams.get("max_frames")
+    return Run(path=path, recipe=plot.recipe_of(path),
+               seed=str(hparams["seed"]) if "seed" in hparams else path.name,
+               curves=plot.read_run(path), frames=last_frame(path),
+               max_frames=int(max_frames) if isinstance(max_frames, (int, float)) else None,
+               commits=_marker_commits(marker))
+
+
+def read_result(path: Path) -> Result | None:
+    """A benchmark result, or ``None`` for a JSON file that is not one (or is still being written)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmark"), str):
+        return None
+    return Result(path, data["benchmark"], data.get("variant"), data, _marker_commits(data))
+
+
+def discover(paths: Sequence[Path]) -> Found:
+    """The runs and benchmark results at or below each path. A path that does not exist, or a file that is
+    neither a ``metrics.csv`` nor a benchmark JSON, is a ``FileNotFoundError`` naming it."""
+    run_paths: dict[Path, Path] = {}
+    results: dict[Path, Result] = {}
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        if path.is_file():
+            if path.name == "metrics.csv":
+                run_paths.setdefault(path.parent.resolve(), path.parent)
+            elif path.suffix == ".json" and (result := read_result(path)) is not None:
+                results.setdefault(path.resolve(), result)
+            else:
+                raise FileNotFoundError(f"{path}: neither a run folder's metrics.csv nor a benchmark result "
+                                        "(a JSON object with a \"benchmark\" key)")
+            continue
+        for metrics in sorted(path.rglob("metrics.csv")):
+            run_paths.setdefault(metrics.parent.resolve(), metrics.parent)
+        for candidate in sorted(path.rglob("*.json")):
+            if candidate.name != MARKER and (result := read_result(candidate)) is not None:
+                results.setdefault(candidate.resolve(), result)
+    found = Found()
+    by_seed: dict[tuple[str, str], Run] = {}
+    for run_path in run_paths.values():
+        run = read_run(run_path)
+        key = (run.recipe, run.seed)
+        if key not in by_seed or run.frames > by_seed[key].frames:
+            by_seed[key] = run
+    for (recipe, _), run in sorted(by_seed.items()):
+        found.runs.setdefault(recipe, []).append(run)
+    for result in results.values():
+        found.results.setdefault(result.benchmark, []).append(result)
+    return found
+
+
+# ============================================================================================ measures
+@dataclass
+class Measured:
+    """What a measure found: the estimate a rule judges (``None``: nothing to judge), the ``ours`` and
+    ``seeds`` cells, why the claim cannot be judged (``missing``; ``None`` when it can), the runs and
+    results it read, and per-run scores by group (for the performance profiles)."""
+
+    estimate: Estimate | None
+    text: str
+    seeds: str
+    missing: str | None = None
+    used: list = field(default_factory=list)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
+    higher_is_better: bool = True
+    unit: str = ""
+
+
+class Measure(Protocol):
+    """What a claim reads: the recipes whose runs it needs (for the figures) and how it measures them."""
+
+    @property
+    def recipes(self) -> tuple[str, ...]: ...
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured: ...
+
+
+def _last_at_or_before(curve: dict[int, float], frames: int) -> int | None:
+    before = [f for f in curve if f <= frames]
+    return max(before) if before else None
+
+
+class _PerSeed:
+    """Shared by the measures that read one number per seed at a frame count (fields ``recipe``, ``frames``,
+    ``seeds``, ``statistic``, ``digits``): a run counts once it has evaluated at ``frames`` or later
+    (``reached``) and has a value there; with fewer such seeds than ``seeds`` the claim is not run, and ours
+    is shown at the largest frame count every run has evaluated. Subclasses define ``reached``, ``value``
+    and ``last_evaluated``, and may define ``groups`` (for the performance profiles)."""
+
+    unit = ""
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        return (self.recipe,)
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        runs = found.runs.get(self.recipe, [])
+        if not runs:
+            return Measured(None, "—", "0", missing=f"no runs of {self.recipe}")
+        complete = [r for r in runs if self.reached(r, self.frames) and self.value(r, self.frames) is not None]
+        if len(complete) >= self.seeds:
+            values = np.array([self.value(r, self.frames) for r in complete])
+            est = stats.estimate(values, self.statistic, reps=reps, seed=seed)
+            return Measured(est, f"{est.format(self.digits)}{self.unit}", str(len(complete)), used=complete,
+                            groups=self.groups(complete, self.frames), unit=self.unit)
+        short = [r for r in runs if r not in complete]
+        why = (f"{len(complete)} of {self.seeds} seeds of {self.recipe} evaluated at {self.frames:,} frames; "
+               + ", ".join(f"{r.name} at {r.state()}" for r in short))
+        reached = [self.last_evaluated(r) for r in runs]
+        values = [] if None in reached else [self.value(r, min(reached)) for r in runs]
+        if not values or None in values:
+            return Measured(None, "—", str(len(complete)), missing=why, used=runs)
+        est = stats.estimate(np.array(values), self.statistic, reps=reps, seed=seed)
+        text = f"{est.format(self.digits)}{self.unit} at {min(reached):,} frames"
+        return Measured(est, text, f"{len(runs)} (short)", missing=why, used=runs, unit=self.unit)
+
+    def groups(self, runs: list[Run], frames: int) -> dict[str, np.ndarray]:
+        return {}
+
+
+@dataclass(frozen=True)
+class ReturnAt(_PerSeed):
+    """The ``statistic`` over seeds of ``evaluator``'s return at ``frames`` (its last evaluation at or before)."""
+
+    recipe: str
+    frames: int
+    evaluator: str = "policy"
+    statistic: str = "mean"
+    seeds: int = 3
+    digits: int = 0
+
+    def reached(self, run: Run, frames: int) -> bool:
+        curve = run.curves.get(self.evaluator, {})
+        return bool(curve) and max(curve) >= frames
+
+    def value(self, run: Run, frames: int) -> float | None:
+        curve = run.curves.get(self.evaluator, {})
+        at = _last_at_or_before(curve, frames)
+        return None if at is None else curve[at]
+
+    def last_evaluated(self, run: Run) -> int | None:
+        curve = run.curves.get(self.evaluator, {})
+        return max(curve) if curve else None
+
+
+@dataclass(frozen=True)
+class Gain(_PerSeed):
+    """Per seed, the mean over the evaluations up to ``frames`` that both evaluators ran of
+    ``evaluator - baseline`` (e.g. BOOTS minus the policy it plans over); ``statistic`` over seeds."""
+
+    recipe: str
+    frames: int
+    evaluator: str = "boots"
+    baseline: str = "policy"
+    statistic: str = "iqm"
+    seeds: int = 3
+    digits: int = 0
+
+    def common(self, run: Run) -> list[int]:
+        return sorted(set(run.curves.get(self.evaluator, {})) & set(run.curves.get(self.baseline, {})))
+
+    def reached(self, run: Run, frames: int) -> bool:
+        common = self.common(run)
+        return bool(common) and common[-1] >= frames
+
+    def value(self, run: Run, frames: int) -> float | None:
+        e, b = run.curves.get(self.evaluator, {}), run.curves.get(self.baseline, {})
+        common = [f for f in self.common(run) if f <= frames]
+        return float(np.mean([e[f] - b[f] for f in common])) if common else None
+
+    def last_evaluated(self, run: Run) -> int | None:
+        common = self.common(run)
+        return common[-1] if common else None
+
+    def groups(self, runs: list[Run], frames: int) -> dict[str, np.ndarray]:
+        def mean_of(run: Run, name: str) -> float:
+            curve = run.curves[name]
+            return float(np.mean([curve[f] for f in self.common(run) if f <= frames]))
+
+        return {name: np.array([mean_of(r, name) for r in runs]) for name in (self.baseline, self.evaluator)}
+
+
+@dataclass(frozen=True)
+class FractionOfOptimal(_PerSeed):
+    """``evaluator``'s return at ``frames`` over the exact optimal return the run logged
+    (``eval/optimal_return``, ``callbacks.OptimalReturn``); ``statistic`` over seeds."""
+
+    unit = " of optimal"
+
+    recipe: str
+    frames: int
+    evaluator: str = "policy"
+    statistic: str = "iqm"
+    seeds: int = 3
+    digits: int = 3
+
+    def reached(self, run: Run, frames: int) -> bool:
+        curve = run.curves.get(self.evaluator, {})
+        return bool(curve) and max(curve) >= frames and bool(run.curves.get("optimal"))
+
+    def value(self, run: Run, frames: int) -> float | None:
+        curve, optimal = run.curves.get(self.evaluator, {}), run.curves.get("optimal", {})
+        at = _last_at_or_before(curve, frames)
+        if at is None or not optimal:
+            return None
+        best = optimal.get(at, next(iter(optimal.values())))  # a constant of the task, logged with each evaluation
+        return curve[at] / best
+
+    def last_evaluated(self, run: Run) -> int | None:
+        curve = run.curves.get(self.evaluator, {})
+        return max(curve) if curve and run.curves.get("optimal") else None
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        measured = super().measure(found, reps, seed)
+        runs = found.runs.get(self.recipe, [])
+        if measured.estimate is None and runs and not any(r.curves.get("optimal") for r in runs):
+            measured.missing = f"no eval/optimal_return in the runs of {self.recipe} (callbacks.OptimalReturn)"
+        return measured
+
+
+@dataclass(frozen=True)
+class FramesTo:
+    """Per seed, the first evaluation frame count at which ``evaluator``'s return reached ``threshold``; a seed
+    that evaluated through its whole ``budget`` without reaching it counts as ``budget`` (a lower bound, shown
+    with >=), one that stopped earlier without reaching it is not counted. ``statistic`` over seeds."""
+
+    recipe: str
+    threshold: float
+    budget: int
+    evaluator: str = "policy"
+    statistic: str = "iqm"
+    seeds: int = 5
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        return (self.recipe,)
+
+    def per_run(self, run: Run) -> tuple[float, bool] | None:
+        """``(frames, censored)``, or ``None`` if not known yet."""
+        curve = run.curves.get(self.evaluator, {})
+        hit = next((f for f in sorted(curve) if curve[f] >= self.threshold), None)
+        if hit is not None:
+            return float(hit), False
+        if curve and max(curve) >= self.budget:
+            return float(self.budget), True
+        return None
+
+    def scores(self, found: Found) -> tuple[list[Run], np.ndarray, int, str | None]:
+        """The runs whose frames to the threshold are known, those frames, how many are censored, and why
+        the claim cannot be judged (``None`` if it can)."""
+        runs = found.runs.get(self.recipe, [])
+        if not runs:
+            return [], np.array([]), 0, f"no runs of {self.recipe}"
+        known = [(r, v) for r in runs if (v := self.per_run(r)) is not None]
+        missing = None
+        if len(known) < self.seeds:
+            unknown = [r for r in runs if self.per_run(r) is None]
+            missing = (f"{len(known)} of {self.seeds} seeds of {self.recipe} reached {self.threshold:,.0f} or ran "
+                       f"{self.budget:,} frames; " + ", ".join(f"{r.name} at {r.state()}" for r in unknown))
+        return ([r for r, _ in known], np.array([v[0] for _, v in known]), sum(v[1] for _, v in known), missing)
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        runs, values, censored, missing = self.scores(found)
+        if missing is not None:
+            return Measured(None, "—", str(len(values)), missing=missing, used=runs)
+        est = stats.estimate(values, self.statistic, reps=reps, seed=seed)
+        note = f" ({censored} of {len(values)} seeds never reached it: >= {self.budget:,})" if censored else ""
+        return Measured(est, f"{est.format(0)} frames{note}", str(len(values)), used=runs, unit="frames")
+
+
+@dataclass(frozen=True)
+class FramesRatio:
+    """``numerator`` over ``denominator`` frames to a threshold (e.g. SAC's over MBPO's), the ratio of their
+    statistics with an interval from resampling each set of seeds on its own."""
+
+    numerator: FramesTo
+    denominator: FramesTo
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        return (self.denominator.recipe, self.numerator.recipe)
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        num_runs, num, num_censored, num_missing = self.numerator.scores(found)
+        den_runs, den, _, den_missing = self.denominator.scores(found)
+        if num_missing or den_missing:
+            why = "; ".join(m for m in (den_missing, num_missing) if m)
+            return Measured(None, "—", f"{len(den)} + {len(num)}", missing=why, used=num_runs + den_runs)
+        statistic = self.numerator.statistic
+        est = stats.ratio_estimate(num, den, statistic, reps=reps, seed=seed)
+        num_est = stats.estimate(num, statistic, reps=reps, seed=seed)
+        den_est = stats.estimate(den, statistic, reps=reps, seed=seed)
+        bound = ">= " if num_censored else ""
+        text = (f"{est.format(2)} x ({self.numerator.recipe} {bound}{num_est.format(0)} / "
+                f"{self.denominator.recipe} {den_est.format(0)} frames)")
+        return Measured(est, text, f"{len(den)} + {len(num)}", used=num_runs + den_runs,
+                        groups={self.denominator.recipe: den, self.numerator.recipe: num}, higher_is_better=False,
+                        unit="frames")
+
+
+@dataclass(frozen=True)
+class BenchmarkShare:
+    """A share of ``n`` independent trials a benchmark reports (``key``, e.g. the fraction of 1,000 random MDPs
+    with more than 100 pieces), with the interval of the mean of their 0/1 outcomes."""
+
+    benchmark: str
+    variant: str
+    key: str
+    n_key: str = "n"
+    what: str = "MDPs"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        results = [r for r in found.results.get(self.benchmark, []) if r.variant == self.variant
+                   and isinstance(r.data.get(self.key), (int, float)) and isinstance(r.data.get(self.n_key), int)]
+        if not results:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result ({self.variant})")
+        result = max(results, key=lambda r: r.data[self.n_key])  # the largest sample if there are several
+        n = result.data[self.n_key]
+        est = stats.estimate(stats.proportion_scores(float(result.data[self.key]), n), "mean", reps=reps, seed=seed)
+        return Measured(est, f"{est.value:.1%} [{est.low:.1%}, {est.high:.1%}]", f"{n:,} {self.what}", used=[result])
+
+
+@dataclass(frozen=True)
+class BenchmarkExact:
+    """An exact count a benchmark reports (``key``) against the theory's (``expected_key``), in every result of
+    the benchmark (e.g. one per horizon H); the estimate is the share that match (an exact number, no interval)."""
+
+    benchmark: str
+    key: str
+    expected_key: str
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        results = sorted((r for r in found.results.get(self.benchmark, [])
+                          if self.key in r.data and self.expected_key in r.data),
+                         key=lambda r: (len(r.variant or ""), r.variant or ""))
+        if not results:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} results")
+        rows = [(r.variant or r.path.stem, r.data[self.key], r.data[self.expected_key]) for r in results]
+        share = sum(got == want for _, got, want in rows) / len(rows)
+        wrong = [f"{name}: {got} (expected {want})" for name, got, want in rows if got != want]
+        text = ("; ".join(wrong) if wrong
+                else f"{', '.join(f'{got}' for _, got, _ in rows)} ({', '.join(name for name, _, _ in rows)})")
+        est = Estimate("exact", share, share, share, len(rows))
+        return Measured(est, f"{share:.0%} match: {text}", f"{len(rows)} (exact)", used=results)
+
+
+# ============================================================================================ rules
+@dataclass(frozen=True)
+class Rule:
+    """When a claim agrees: ``text`` says it, ``decide`` checks it on the measured estimate."""
+
+    text: str
+    decide: Callable[[Estimate], bool]
+
+
+def at_most(x: float, what: str) -> Rule:
+    return Rule(f"upper end <= {what}", lambda e: e.high <= x)
+
+
+def at_least(x: float, what: str) -> Rule:
+    return Rule(f"lower end >= {what}", lambda e: e.low >= x)
+
+
+def above(x: float, what: str) -> Rule:
+    return Rule(f"lower end > {what}", lambda e: e.low > x)
+
+
+def below(x: float, what: str) -> Rule:
+    return Rule(f"upper end < {what}", lambda e: e.high < x)
+
+
+def overlaps(low: float, high: float, what: str) -> Rule:
+    return Rule(f"interval meets {what}", lambda e: e.low <= high and e.high >= low)
+
+
+def contains(x: float, what: str) -> Rule:
+    return Rule(f"interval contains {what}", lambda e: e.contains(x))
+
+
+# ============================================================================================ claims
+PAPERS = {
+    "002": "MBPO: When to Trust Your Model: Model-Based Policy Optimization (Janner et al. 2019)",
+    "000": "BOOTS / MBSAC: On the Expressivity of Neural Networks for Deep Reinforcement Learning "
+           "(Dong, Luo, Yu, Finn and Ma 2020)",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the report. ``jobs``: the :data:`JOBS` that make its runs; ``scale``: the smallest runner
+    scale whose budgets can decide it."""
+
+    paper: str
+    name: str
+    text: str
+    paper_value: str
+    measure: Measure
+    rule: Rule
+    jobs: tuple[str, ...]
+    scale: str = "reduced"
+
+    def command(self) -> str:
+        scale = "" if self.scale == "reduced" else f" --scale {self.scale}"
+        return f"python -m benchmarks.reproduce{scale} --only {self.name}"
+
+
+_IP_MBPO = FramesTo("mbpo_invertedpendulum", threshold=950, budget=5_000, seeds=5)
+_IP_SAC = FramesTo("sac_invertedpendulum", threshold=950, budget=15_000, seeds=5)
+
+CLAIMS: tuple[Claim, ...] = (
+    # ---------------------------------------------------------------- paper 002, MBPO
+    Claim("002", "mbpo_invertedpendulum_950",
+          "MBPO reaches return 950 on InvertedPendulum-v5 within ~5k frames (10 deterministic episodes every 250)",
+          "~5k frames (Figure 2; read from figure, approximate)",
+          _IP_MBPO, at_most(5_000, "5,000 frames"), ("mbpo_invertedpendulum",)),
+    Claim("002", "mbpo_vs_sac_invertedpendulum",
+          "SAC needs far more frames than MBPO to reach 950 on InvertedPendulum-v5 (here: at least 3x)",
+          "far more (Figure 2; read from figure)",
+          FramesRatio(_IP_SAC, _IP_MBPO), at_least(3.0, "3x"), ("mbpo_invertedpendulum", "sac_invertedpendulum")),
+    Claim("002", "mbpo_hopper_100k",
+          "MBPO's Hopper-v5 return at 100k frames matches the paper's curve (mean of 5 seeds)",
+          "~3,000 at 100k frames (Figure 2; read from figure, approximate)",
+          ReturnAt("mbpo_hopper", 100_000, seeds=5), overlaps(2_700, 3_300, "3,000 +- 10%"), ("mbpo_hopper",),
+          scale="paper"),
+    Claim("002", "mbpo_halfcheetah_400k",
+          "MBPO's HalfCheetah-v5 return at 400k frames matches the paper's curve (mean of 5 seeds)",
+          "~9,000-10,000 at 400k frames (Figure 2; read from figure, approximate)",
+          ReturnAt("mbpo_halfcheetah", 400_000, seeds=5), overlaps(9_000, 10_000, "[9,000, 10,000]"),
+          ("mbpo_halfcheetah",), scale="paper"),
+    # ---------------------------------------------------------------- paper 000, BOOTS
+    Claim("000", "theorem_4_2_pieces",
+          "Theorem 4.2: the optimal policy of the Definition 4.1 MDP has 2^(H+1) pieces (exact solver)",
+          "2^(H+1); 32 for H = 4 (Theorem 4.2, Figure 2)",
+          BenchmarkExact("pwl_def41", "policy_pieces", "theorem_4_2_policy_pieces"), at_least(1.0, "100% match"),
+          ("pwl_def41",)),
+    Claim("000", "rand_pieces",
+          "Share of 1,000 RAND MDPs (horizon 10) whose optimal policy has more than 100 pieces",
+          "8.6% (Section 5.1)",
+          BenchmarkShare("pwl_stats", "rand", "fraction_policy_pieces_gt_100"), contains(0.086, "8.6%"),
+          ("pwl_stats",)),
+    Claim("000", "semi_rand_pieces",
+          "Share of 1,000 SEMI-RAND MDPs (horizon 10) whose optimal policy has more than 1,000 pieces",
+          "68.7% (Section 5.1; the generators' Appendix D.1 is not available, docs/piecewise_linear.md)",
+          BenchmarkShare("pwl_stats", "semi-rand", "fraction_policy_pieces_gt_1000"), contains(0.687, "68.7%"),
+          ("pwl_stats",)),
+    Claim("000", "dqn_below_optimal",
+          "A small DQN (2 x 32) stays below the optimal return on SEMI-RAND MDP 0 (30k frames, IQM of 3 seeds)",
+          "DQN does not reach the optimum (Figures 3 and 5)",
+          FractionOfOptimal("dqn_pwl", 30_000, "policy"), below(0.99, "0.99 of optimal"), ("dqn_pwl",)),
+    Claim("000", "boots_dqn_k3_near_optimal",
+          "BOOTS-DQN with k = 3 (exhaustive search) is near-optimal on SEMI-RAND MDP 0 (30k frames, IQM of 3 seeds)",
+          "near-optimal with k = 3 (Figure 5)",
+          FractionOfOptimal("dqn_pwl", 30_000, "boots_k3"), at_least(0.98, "0.98 of optimal"), ("dqn_pwl",)),
+    Claim("000", "boots_sac_pendulum",
+          "BOOTS (k = 4) over a small SAC (16 x 16, 8k frames) raises the Pendulum-v1 return (mean of 4 evaluations)",
+          "BOOTS-SAC above SAC (Figure 4, on Ant and Humanoid; Pendulum is a miniature of it)",
+          Gain("sac_pendulum_boots", 8_000), above(0.0, "0"), ("sac_pendulum_boots",)),
+    Claim("000", "boots_mbsac_humanoid_50k",
+          "BOOTS (k = 4) raises MBSAC's Humanoid-v5 return, at 50k frames (as far as a 2-core CPU goes; 2 seeds)",
+          "BOOTS-MBSAC above MBSAC, most of all on Humanoid (Figure 4; curves only, no numbers)",
+          Gain("mbsac_humanoid", 50_000, statistic="mean", seeds=2), above(0.0, "0"), ("mbsac_humanoid",)),
+    Claim("000", "boots_mbsac_humanoid_400k",
+          "BOOTS (k = 4) raises MBSAC's Humanoid-v5 return over 400k frames (mean over evaluations, 5 seeds)",
+          "BOOTS-MBSAC above MBSAC, most of all on Humanoid (Figure 4; curves only, no numbers)",
+          Gain("mbsac_humanoid", 400_000, statistic="mean", seeds=5), above(0.0, "0"), ("mbsac_humanoid",),
+          scale="paper"),
+)
+
+
+@dataclass
+class Row:
+    claim: Claim
+    measured: Measured
+    verdict: str
+    commit: str
+
+
+def verdict(claim: Claim, measured: Measured) -> str:
+    """``agree`` / ``disagree`` / ``not run (<why>)``; never a verdict without complete runs."""
+    if measured.missing is not None or measured.estimate is None:
+        return f"not run ({measured.missing or 'nothing measured'})"
+    return "agree" if claim.rule.decide(measured.estimate) else "disagree"
+
+
+def git_commit(root: Path = REPO) -> str | None:
+    """``git rev-parse --short HEAD`` of ``root`` (``-dirty`` with uncommitted changes to tracked files)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "") if head else None
+
+
+def commit_cell(used: list, head: Callable[[], str | None]) -> str:
+    if not used:
+        return "—"
+    commits = sorted({c for item in used for c in item.commits})
+    if commits and all(item.commits for item in used):
+        return ", ".join(commits)
+    now = head() or "unknown"
+    return f"{now} (HEAD now; not recorded by the runs)" if not commits else (
+        f"{', '.join(commits)}; others: {now} (HEAD now; not recorded)")
+
+
+def evaluate(found: Found, claims: Sequence[Claim] = CLAIMS, *, reps: int = stats.REPS, seed: int = stats.SEED,
+             head: Callable[[], str | None] = git_commit) -> list[Row]:
+    """Measure and judge every claim."""
+    rows, cached_head = [], []
+
+    def head_once() -> str | None:
+        if not cached_head:
+            cached_head.append(head())
+        return cached_head[0]
+
+    for claim in claims:
+        measured = claim.measure.measure(found, reps, seed)
+        rows.append(Row(claim, measured, verdict(claim, measured), commit_cell(measured.used, head_once)))
+    return rows
+
+
+# ============================================================================================ jobs
+@dataclass(frozen=True)
+class Cost:
+    """What the cost estimate of one seed needs: the loop's kind (``mbpo``, ``sac``, ``mbsac``), its updates
+    per frame after ``random_frames``, and BOOTS evaluations of Humanoid size (``boots_evals`` x ``boots_episodes``
+    episodes of 1,000 steps)."""
+
+    kind: str
+    updates_per_frame: int
+    random_frames: int
+    boots_evals: int = 0
+    boots_episodes: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """How the runs of one recipe (the folder the runs go to, ``name``) are made, per scale.
+
+    A recipe job runs ``python -m <module> fit <args> --model.seed N`` for ``seeds[scale]`` seeds, each for
+    ``frames[scale]`` env frames; a benchmark job runs ``python -m <module> <variant args>`` once per entry
+    of ``variants`` and keeps its JSON output. A scale missing from ``args`` means the job has none."""
+
+    name: str
+    module: str
+    args: dict[str, tuple[str, ...]]
+    seeds: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    variants: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    cost: dict[str, Cost] = field(default_factory=dict)
+    checkpoint_every: int = 0  # frames between checkpoints of the runner's runs (0: the recipe's default)
+
+    @property
+    def is_benchmark(self) -> bool:
+        return bool(self.variants)
+
+    def units(self, scale: str) -> list[str]:
+        """The runs of this job at ``scale``: ``seed_N`` folders or variant names."""
+        if scale not in self.args:
+            return []
+        return list(self.variants[scale]) if self.is_benchmark else [f"seed_{s}" for s in range(self.seeds[scale])]
+
+    def command(self, scale: str, unit: str, root: Path | None = None) -> list[str]:
+        """The argv (after ``python``) of one run; with ``root``, placed in ``root/<name>/<unit>`` as the runner
+        places it (checkpoints on, no progress bar)."""
+        if self.is_benchmark:
+            return ["-m", self.module, *self.args[scale], *self.variants[scale][unit]]
+        argv = ["-m", self.module, "fit", *self.args[scale], f"--model.seed={unit.removeprefix('seed_')}"]
+        if root is not None:
+            argv += [f"--trainer.default_root_dir={root / self.name}", f"--trainer.logger.init_args.version={unit}",
+                     "--trainer.enable_progress_bar=false"]
+            if self.checkpoint_every:
+                argv.append(f"--checkpoint.every_frames={self.checkpoint_every}")
+        return argv
+
+    def display(self, scale: str, unit: str, root: Path | None = None) -> str:
+        return shlex.join(["python", *self.command(scale, unit, root)])
+
+
+_IP_EVAL = ("--eval.every_frames=250", "--eval.episodes=10")
+_DQN_REDUCED = (  # tests/learning/test_boots_dqn_pwl.py's protocol, with the optimum logged and k = 3 named
+    "--model.max_frames=30000", "--eval.every_frames=30000", "--eval.episodes=200", "--trainer.callbacks=[]",
+    "--trainer.callbacks+=callbacks.OptimalReturn", "--trainer.callbacks.every_frames=30000",
+    "--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.every_frames=30000",
+    "--trainer.callbacks.episodes=200", "--trainer.callbacks.horizon=3", "--trainer.callbacks.name=boots_k3",
+)
+_BOOTS_PENDULUM = (  # tests/learning/test_boots_pendulum.py's protocol
+    "--model.hidden=[16, 16]", "--model.max_frames=8000", "--model.init_random_frames=1000",
+    "--eval.every_frames=2000", "--eval.episodes=10", "--trainer.callbacks+=callbacks.BootsEval",
+    "--trainer.callbacks.every_frames=2000", "--trainer.callbacks.episodes=10",
+    "--trainer.callbacks.own_model_steps=3000",
+)
+_PWL = "lightning_mbrl.envs.piecewise_linear"
+_DEF41 = {f"H={h}": ("solve", "--method", "def41", "--H", str(h)) for h in range(1, 7)}
+_PIECE_STATS = {m: ("stats", "--method", m, "--n", "1000", "--horizon", "10", "--seed", "0")
+                for m in ("rand", "semi-rand")}
+
+JOBS: tuple[Job, ...] = (
+    Job("pwl_def41", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _DEF41, "paper": _DEF41}),
+    Job("pwl_stats", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _PIECE_STATS, "paper": _PIECE_STATS}),
+    Job("sac_pendulum_boots", "recipes.sac_pendulum", {"reduced": _BOOTS_PENDULUM, "paper": _BOOTS_PENDULUM},
+        seeds={"reduced": 3, "paper": 5}, frames={"reduced": 8_000, "paper": 8_000}, checkpoint_every=2_000),
+    # tests/learning/test_mbpo_invertedpendulum.py's protocol; SAC is the plain SAC there (sac_pendulum's YAML
+    # holds SAC's defaults but for the env, budget, warm-up and evaluation, all given here)
+    Job("mbpo_invertedpendulum", "recipes.mbpo_invertedpendulum",
+        {s: ("--model.max_frames=5000", *_IP_EVAL) for s in SCALES},
+        seeds={"reduced": 5, "paper": 5}, frames={"reduced": 5_000, "paper": 5_000}, checkpoint_every=1_000),
+    Job("sac_invertedpendulum", "recipes.sac_pendulum",
+        {s: ("--model.env=InvertedPendulum-v5", "--model.max_frames=15000", "--model.init_random_frames=500",
+             *_IP_EVAL) for s in SCALES},
+        seeds={"reduced": 5, "paper": 5}, frames={"reduced": 15_000, "paper": 15_000}, checkpoint_every=2_500),
+    Job("dqn_pwl", "recipes.dqn_pwl", {"reduced": _DQN_REDUCED, "paper": ()},
+        seeds={"reduced": 3, "paper": 5}, frames={"reduced": 30_000, "paper": 50_000}, checkpoint_every=10_000),
+    Job("mbpo_hopper", "recipes.mbpo_hopper", {"reduced": ("--model.max_frames=15000",), "paper": ()},
+        seeds={"reduced": 3, "paper": 5}, frames={"reduced": 15_000, "paper": 125_000}, checkpoint_every=5_000,
+        cost={"reduced": Cost("mbpo", 20, 5_000), "paper": Cost("mbpo", 20, 5_000)}),
+    Job("mbpo_halfcheetah", "recipes.mbpo_halfcheetah", {"reduced": ("--model.max_frames=10000",), "paper": ()},
+        seeds={"reduced": 3, "paper": 5}, frames={"reduced": 10_000, "paper": 400_000}, checkpoint_every=5_000,
+        cost={"reduced": Cost("mbpo", 40, 5_000), "paper": Cost("mbpo", 40, 5_000)}),
+    # BOOTS at 50k frames only on the CPU (5 episodes, the recipe's); the paper's schedule on a GPU
+    Job("mbsac_humanoid", "recipes.mbsac_humanoid",
+        {"reduced": ("--model.max_frames=50000",),
+         "paper": ("--trainer.callbacks.every_frames=10000", "--trainer.callbacks.episodes=10")},
+        seeds={"reduced": 2, "paper": 5}, frames={"reduced": 50_000, "paper": 400_000}, checkpoint_every=10_000,
+        cost={"reduced": Cost("mbsac", 1, 10_000, boots_evals=1, boots_episodes=5),
+              "paper": Cost("mbsac", 1, 10_000, boots_evals=40, boots_episodes=10)}),
+)
+JOBS_BY_NAME = {job.name: job for job in JOBS}
+
+# Assumptions of the GPU estimates (no GPU timing is in benchmarks/results yet): one SAC update of 2 x 256
+# networks at batch 256 is launch-bound on a GPU at about 2 ms in eager PyTorch; model fits, rollouts and
+# planners (batched GEMMs) run about 10x faster than on the 2-core CPU.
+GPU_UPDATE_MS = 2.0
+GPU_SPEEDUP = 10.0
+# MBSAC has no loop benchmark: README/docs/mbsac.md put 400k Humanoid frames at ~4 hours of training on the
+# 2-core CPU, ~36 ms a frame, of which one SAC update.
+MBSAC_CPU_MS_PER_FRAME = 36.0
+
+
+def _load(name: str) -> dict:
+    try:
+        return json.loads((RESULTS / name).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
+    """``(cpu_hours, gpu_hours, basis)`` of one seed, from ``benchmarks/results`` timings (``None`` without them).
+    CPU: the 2-core development machine; GPU: the CPU parts scaled by the assumptions above. Estimates only."""
+    mbpo, sac, planners = _load("mbpo_loop.json"), _load("sac_update.json"), _load("planners.json")
+    policy_frames = max(frames - cost.random_frames, 0)
+    updates = cost.updates_per_frame * policy_frames
+    if cost.kind == "mbpo":
+        if not mbpo:
+            return None
+        per_1000 = mbpo["in_loop_s_per_1000_frames"]
+        update_s = per_1000["sac_updates"] / mbpo["window"]["sac_updates"]
+        other_s = (mbpo["whole_s_per_1000_frames"] - per_1000["sac_updates"]) * policy_frames / 1000
+        cpu, gpu = updates * update_s + other_s, updates * GPU_UPDATE_MS / 1000 + other_s / GPU_SPEEDUP
+        basis = (f"mbpo_loop.json: {update_s * 1000:.1f} ms/update, "
+                 f"{other_s / policy_frames * 1000:.0f} s/1k frames else")
+    elif cost.kind == "mbsac":
+        if not sac:
+            return None
+        update_s = next(u["library_ms"] for u in sac["updates"] if u["hidden"] == 256) / 1000
+        other_s = (MBSAC_CPU_MS_PER_FRAME / 1000 - update_s) * policy_frames
+        cpu, gpu = updates * update_s + other_s, updates * GPU_UPDATE_MS / 1000 + other_s / GPU_SPEEDUP
+        basis = f"sac_update.json {update_s * 1000:.1f} ms/update; {MBSAC_CPU_MS_PER_FRAME:.0f} ms/frame (README)"
+    elif cost.kind == "sac":
+        if not sac:
+            return None
+        update_s = next(u["library_ms"] for u in sac["updates"] if u["hidden"] == 256) / 1000
+        cpu, gpu = updates * update_s, updates * GPU_UPDATE_MS / 1000
+        basis = f"sac_update.json: {update_s * 1000:.1f} ms/update"
+    else:
+        raise ValueError(f"unknown cost kind {cost.kind!r}")
+    if cost.boots_evals:
+        case = planners.get("cases", {}).get("boots/humanoid/E10")
+        if case is None:
+            return None
+        boots_s = cost.boots_evals * 1000 * case["ms_per_action"] / 1000 * cost.boots_episodes / 10
+        cpu, gpu = cpu + boots_s, gpu + boots_s / GPU_SPEEDUP
+        basis += f"; planners.json BOOTS {case['ms_per_action'] / 1000:.1f} s/step for 10 Humanoid episodes"
+    return cpu / 3600, gpu / 3600, basis
+
+
+def paper_scale_jobs() -> list[Job]:
+    """The jobs whose paper-scale runs are longer than (or absent from) the reduced scale."""
+    return [job for job in JOBS if not job.is_benchmark and "paper" in job.args and (
+        "reduced" not in job.args or job.frames["paper"] > job.frames["reduced"]
+        or job.args["paper"] != job.args["reduced"])]
+
+
+# ============================================================================================ rendering
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _runs_of(found: Found, claims: Sequence[Claim]) -> dict[str, list[Run]]:
+    recipes = dict.fromkeys(r for c in claims for r in c.measure.recipes)
+    return {r: found.runs[r] for r in recipes if r in found.runs}
+
+
+def curves_figure(runs: dict[str, list[Run]], path: Path, title: str, *, reps: int, seed: int) -> Path:
+    """Learning curves of each recipe (a panel each), one line per evaluator, mean over seeds with its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(runs)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), dpi=110, squeeze=False)
+    for ax, (recipe, seeds) in zip(axes.flat, runs.items()):
+        lines = plot.summarize_seeds({recipe: [r.curves for r in seeds]}, reps=reps, seed=seed)
+        plot.draw(ax, lines, label_recipe=False)
+        ax.set_title(f"{recipe} ({len(seeds)} seed{'s' * (len(seeds) != 1)})", fontsize=9)
+        ax.set_ylabel("eval return")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def profiles_figure(rows: list[Row], path: Path, title: str, *, reps: int, seed: int) -> Path:
+    """Performance profiles (rliable) of the per-seed scores of each claim that compares groups (BOOTS and the
+    policy, MBPO and SAC), a panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(rows), 3)
+    fig, axes = plt.subplots(math.ceil(len(rows) / cols), cols, figsize=(5 * cols, 3.6 * math.ceil(len(rows) / cols)),
+                             dpi=110, squeeze=False)
+    for ax in list(axes.flat)[len(rows):]:
+        ax.set_visible(False)
+    for ax, row in zip(axes.flat, rows):
+        m = row.measured
+        values = np.concatenate(list(m.groups.values()))
+        lo, hi = float(values.min()), float(values.max())
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi) * 0.05, 1.0)
+        taus = np.linspace(lo - pad, hi + pad, 41)
+        profiles = stats.performance_profile(m.groups, taus, higher_is_better=m.higher_is_better, reps=reps,
+                                             seed=seed)
+        for name, p in profiles.items():
+            (line,) = ax.plot(p.tau, p.fraction, label=f"{name} (n={p.n})")
+            ax.fill_between(p.tau, p.low, p.high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(row.claim.name, fontsize=9)
+        ax.set_xlabel(f"score tau ({m.unit or 'return'})")
+        ax.set_ylabel("share of seeds " + ("> tau" if m.higher_is_better else "<= tau"))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def render(found: Found, rows: list[Row], out: Path, sources: Sequence[Path], *, reps: int, seed: int) -> Path:
+    """Write ``<out>.md`` and its figures in ``<out>/``; returns the markdown's path."""
+    md_path, fig_dir = (out, out.with_suffix("")) if out.suffix == ".md" else (out.with_suffix(".md"), out)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    n_runs, n_results = found.count()
+    command = shlex.join(["python", "-m", "lightning_mbrl.report", *map(str, sources), "--out", str(out)])
+    lines = [
+        "# Reproduction report",
+        "",
+        f"Made by `{command}` from {n_runs} runs and {n_results} "
+        "benchmark results; `python -m benchmarks.reproduce` re-creates the runs and this file.",
+        "",
+        "Ours: the statistic named in the claim (IQM, the interquartile mean, or the mean over seeds) with a 95% "
+        f"stratified-bootstrap interval (rliable; {reps:,} resamples, seed {seed}). Verdicts: `agree` when the "
+        "interval satisfies the rule in *agree when*, `disagree` when it does not, `not run` when runs are "
+        "missing, short (not evaluated at the frames the claim reads: still running, or killed) or fewer than "
+        "the seeds the claim needs; then ours, if shown, is at the frames every seed reached. Paper values "
+        "read from figures are approximate.",
+        "",
+    ]
+    for paper, title in PAPERS.items():
+        paper_rows = [r for r in rows if r.claim.paper == paper]
+        if not paper_rows:
+            continue
+        lines += [f"## Paper {paper}: {title}", "",
+                  "| claim | paper | ours (95% interval) | seeds | agree when | verdict | command | commit |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in paper_rows:
+            lines.append("| " + " | ".join(_cell(c) for c in (
+                f"{r.claim.text} (`{r.claim.name}`)", r.claim.paper_value, r.measured.text, r.measured.seeds,
+                r.claim.rule.text, r.verdict, f"`{r.claim.command()}`", r.commit)) + " |")
+        lines.append("")
+        runs = _runs_of(found, [r.claim for r in paper_rows])
+        if runs:
+            png = curves_figure(runs, fig_dir / f"paper_{paper}_curves.png", f"Paper {paper}: learning curves",
+                                reps=reps, seed=seed)
+            lines += [f"![Paper {paper}: learning curves]({fig_dir.name}/{png.name})", ""]
+        grouped = [r for r in paper_rows if len(r.measured.groups) > 1 and r.measured.missing is None]
+        if grouped:
+            png = profiles_figure(grouped, fig_dir / f"paper_{paper}_profiles.png",
+                                  f"Paper {paper}: performance profiles over seeds", reps=reps, seed=seed)
+            lines += [f"![Paper {paper}: performance profiles]({fig_dir.name}/{png.name})", ""]
+        if not runs and not grouped:
+            lines += ["No runs of this paper's recipes yet: no figures.", ""]
+    lines += _paper_scale_section()
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(lines))
+    return md_path
+
+
+def _paper_scale_section() -> list[str]:
+    lines = ["## Not run here at paper scale", "",
+             "The runs whose paper-scale budgets exceed the reduced ones (`python -m benchmarks.reproduce` runs the "
+             "reduced budgets on a 2-core CPU). Each command is one seed "
+             "(`--model.seed N`); `python -m benchmarks.reproduce --scale paper --only JOB` runs every seed, "
+             "resumably. Costs are **estimates**: CPU from the timings in `benchmarks/results/*.json` (2 cores); "
+             f"GPU assumes a SAC update takes {GPU_UPDATE_MS:g} ms and model fits, rollouts and planners run "
+             f"{GPU_SPEEDUP:g}x faster than on the CPU (no GPU timing is recorded yet).", "",
+             "| job | command (seed 0) | seeds | frames | CPU, all seeds (estimate) | GPU, all seeds (estimate) "
+             "| basis |", "|---|---|---|---|---|---|---|"]
+    for job in paper_scale_jobs():
+        cost = job.cost.get("paper")
+        est = estimate_cost(cost, job.frames["paper"]) if cost else None
+        seeds = job.seeds["paper"]
+        cpu, gpu, basis = ((f"{est[0] * seeds:,.0f} h", f"{est[1] * seeds:,.1f} h", est[2]) if est
+                           else ("not estimated", "not estimated", "no timing of this loop in benchmarks/results"))
+        lines.append("| " + " | ".join(_cell(c) for c in (
+            job.name, f"`{job.display('paper', 'seed_0')}`", str(seeds), f"{job.frames['paper']:,}", cpu, gpu,
+            basis)) + " |")
+    return lines + [""]
+
+
+# ============================================================================================ CLI
+def write_report(paths: Sequence[Path], out: Path, *, claims: Sequence[Claim] = CLAIMS, reps: int = stats.REPS,
+                 seed: int = stats.SEED, head: Callable[[], str | None] = git_commit) -> tuple[Path, list[Row]]:
+    found = discover(paths)
+    rows = evaluate(found, claims, reps=reps, seed=seed, head=head)
+    return render(found, rows, out, paths, reps=reps, seed=seed), rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_mbrl.report", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="*", type=Path,
+                        help="run folders or folders above them (e.g. runs/reproduce/reduced), benchmark JSON files")
+    parser.add_argument("--out", type=Path, default=Path("docs/reproduction"),
+                        help="writes <out>.md and the figures in <out>/ (default docs/reproduction)")
+    parser.add_argument("--reps", type=int, default=stats.REPS, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=stats.SEED, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    try:
+        md, rows = write_report(args.runs, args.out, reps=args.reps, seed=args.seed)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    counts = defaultdict(int)
+    for row in rows:
+        counts[row.verdict.split(" (")[0]] += 1
+    print(f"wrote {md}: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""T0: ``python -m lightning_mbrl.report`` on tiny fake runs: the table's numbers and verdicts against hand
+computations, valid PNGs, and ``not run`` (never ``agree``) for missing, short and killed runs.
+
+Fake runs are written as the CSV logger writes them: ``metrics.csv`` with the sorted keys as header and env
+frames in ``step``, training rows between evaluation rows, and ``hparams.yaml`` with the seed and budget.
+With 2 seeds the 95% bootstrap interval of the mean is [lowest, highest] (each seed alone is 1/4 of the
+resamples, far more than the 2.5% tail).
+"""
+
+import json
+import pathlib
+
+import matplotlib.image
+import pytest
+
+from lightning_mbrl import report
+from lightning_mbrl.report import (BenchmarkExact, BenchmarkShare, Claim, FramesRatio, FramesTo, Gain, ReturnAt,
+                                   above, at_least, at_most, below, contains, overlaps)
+from lightning_mbrl.stats import Estimate
+
+HEADER = ["episodes", "eval/boots/return", "eval/return", "eval/return_std", "step", "train/loss_critic"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(root: pathlib.Path, recipe: str, name: str, seed: int, max_frames: int,
+             evals: dict[int, tuple[float | None, float | None]], cut: bool = False) -> pathlib.Path:
+    """A run folder ``root/recipe/name``: a training row every 50 frames up to the last evaluation, and
+    ``evals[frames] = (policy return, BOOTS return)``; ``cut``: killed while writing a row."""
+    run = root / recipe / name
+    run.mkdir(parents=True)
+    lines = [",".join(HEADER)]
+    for frames in range(50, max(evals) + 1, 50):
+        lines.append(f"{frames // 50}.0,,,,{frames},0.5")
+        if frames in evals:
+            policy, boots = evals[frames]
+            lines.append(f",{'' if boots is None else boots},{'' if policy is None else policy},1.0,{frames},")
+    text = "\n".join(lines) + "\n"
+    if cut:
+        text += f"{len(lines)}.0,,,,{max(evals) + 50}"  # the row being written when the run was killed
+    (run / "metrics.csv").write_text(text)
+    (run / "hparams.yaml").write_text(f"env: Pendulum-v1\nseed: {seed}\nmax_frames: {max_frames}\n")
+    return run
+
+
+def toy_runs(root: pathlib.Path) -> None:
+    fake_run(root, "toy", "seed_0", 0, 300, {100: (1.0, 2.0), 200: (3.0, 6.0), 300: (5.0, 9.0)})
+    fake_run(root, "toy", "seed_1", 1, 300, {100: (2.0, 2.0), 200: (5.0, 9.0), 300: (6.0, 8.0)})
+
+
+def head() -> str:
+    return "abc1234"
+
+
+def write(paths, out, claims):
+    return report.write_report(paths, out, claims=claims, reps=500, head=head)
+
+
+def row_of(md: str, name: str) -> str:
+    (line,) = [line for line in md.splitlines() if f"(`{name}`)" in line]
+    return line
+
+
+def cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def test_two_tiny_runs_give_the_table_and_valid_pngs(tmp_path):
+    toy_runs(tmp_path / "runs")
+    claims = [
+        Claim("002", "toy_at_200", "toy policy at 200 frames", "4 (Figure 0)",
+              ReturnAt("toy", 200, seeds=2, digits=2), overlaps(3.5, 4.5, "4 +- 0.5"), ("toy",)),
+        Claim("002", "toy_far_off", "toy policy at 200 frames is near 100", "100",
+              ReturnAt("toy", 200, seeds=2, digits=2), overlaps(90.0, 110.0, "[90, 110]"), ("toy",)),
+        Claim("002", "toy_boots_gain", "BOOTS above the policy", "above",
+              Gain("toy", 300, statistic="mean", seeds=2, digits=2), above(0.0, "0"), ("toy",)),
+        Claim("002", "toy_frames", "policy reaches 3 within 250 frames", "~200",
+              FramesTo("toy", threshold=3.0, budget=300, statistic="mean", seeds=2), at_most(250, "250"), ("toy",)),
+    ]
+    md_path, rows = write([tmp_path / "runs"], tmp_path / "docs" / "reproduction", claims)
+    assert md_path == tmp_path / "docs" / "reproduction.md"
+    md = md_path.read_text()
+    assert [r.verdict for r in rows] == ["agree", "disagree", "agree", "agree"]
+    # frames 200: policy 3 and 5 -> mean 4, interval [3, 5]
+    assert cells(row_of(md, "toy_at_200"))[1:7] == [
+        "4 (Figure 0)", "4.00 [3.00, 5.00]", "2", "interval meets 4 +- 0.5", "agree",
+        "`python -m benchmarks.reproduce --only toy_at_200`"]
+    assert cells(row_of(md, "toy_far_off"))[5] == "disagree"
+    # BOOTS - policy per seed, mean over 100..300: seed 0 (1 + 3 + 4) / 3 = 8/3, seed 1 (0 + 4 + 2) / 3 = 2
+    gain = rows[2].measured.estimate
+    assert (gain.value, gain.low, gain.high) == (pytest.approx(7 / 3), 2.0, pytest.approx(8 / 3))
+    assert cells(row_of(md, "toy_boots_gain"))[2] == "2.33 [2.00, 2.67]"
+    # first evaluation >= 3: seed 0 at 200, seed 1 at 200 -> 200 frames
+    assert cells(row_of(md, "toy_frames"))[2] == "200 [200, 200] frames"
+    assert "abc1234 (HEAD now; not recorded by the runs)" in row_of(md, "toy_at_200")
+    assert "![Paper 002: learning curves](reproduction/paper_002_curves.png)" in md
+    for name in ("paper_002_curves.png", "paper_002_profiles.png"):
+        png = tmp_path / "docs" / "reproduction" / name
+        assert png.read_bytes()[:8] == PNG
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image[..., :3].std() > 0  # not a blank canvas
+    assert "## Not run here at paper scale" in md and "mbpo_halfcheetah" in md
+    again = report.evaluate(report.discover([tmp_path / "runs"]), claims, reps=500, head=head)
+    assert [r.measured.text for r in again] == [r.measured.text for r in rows]  # seeded: the same numbers
+
+
+def test_missing_short_and_killed_runs_are_not_run(tmp_path):
+    runs = tmp_path / "runs"
+    toy_runs(runs)
+    fake_run(runs, "killed", "seed_0", 0, 300, {100: (1.0, None), 200: (3.0, None), 300: (5.0, None)})
+    fake_run(runs, "killed", "seed_1", 1, 300, {100: (2.0, None)}, cut=True)
+    claims = [
+        Claim("000", "absent", "a recipe nobody ran", "1", ReturnAt("absent", 100), overlaps(0, 9, "any"), ("x",)),
+        Claim("000", "killed_return", "return at 300", "3", ReturnAt("killed", 300, seeds=2, digits=2),
+              overlaps(0.0, 100.0, "[0, 100]"), ("x",)),
+        Claim("000", "killed_frames", "reaches 3 within 300", "300",
+              FramesTo("killed", threshold=3.0, budget=300, seeds=2), at_most(300, "300"), ("x",)),
+        Claim("000", "too_few_seeds", "needs 3 seeds", "4", ReturnAt("toy", 300, seeds=3, digits=2),
+              overlaps(0.0, 100.0, "[0, 100]"), ("x",)),
+        Claim("000", "short_ratio", "ratio", "3", FramesRatio(FramesTo("killed", 3.0, 300, seeds=2),
+                                                              FramesTo("toy", 3.0, 300, seeds=2)),
+              at_least(0.0, "0"), ("x",)),
+    ]
+    md_path, rows = write([runs], tmp_path / "report", claims)
+    md = md_path.read_text()
+    assert all(r.verdict.startswith("not run (") for r in rows), [r.verdict for r in rows]
+    assert "agree" not in " ".join(cells(row_of(md, c.name))[5] for c in claims)
+    assert rows[0].verdict == "not run (no runs of absent)"
+    # the killed seed stopped at 150 frames, its last evaluation at 100: ours at 100 frames, every seed
+    assert rows[1].verdict == ("not run (1 of 2 seeds of killed evaluated at 300 frames; "
+                               "seed_1 at 150 of 300 frames)")
+    assert cells(row_of(md, "killed_return"))[2:4] == ["1.50 [1.00, 2.00] at 100 frames", "2 (short)"]
+    assert rows[2].verdict.startswith("not run (1 of 2 seeds of killed reached 3 or ran 300 frames")
+    assert rows[3].verdict.startswith("not run (2 of 3 seeds of toy evaluated at 300 frames")
+    assert rows[4].verdict.startswith("not run (1 of 2 seeds of killed")
+
+
+def test_benchmark_results_are_the_runs_of_exact_claims(tmp_path):
+    results = tmp_path / "runs" / "pwl_def41"
+    results.mkdir(parents=True)
+    for h, pieces in ((1, 4), (2, 8), (3, 16)):
+        (results / f"H={h}.json").write_text(json.dumps({
+            "benchmark": "pwl_def41", "variant": f"H={h}", "commit": "feed123", "policy_pieces": pieces,
+            "theorem_4_2_policy_pieces": 2 ** (h + 1)}))
+    stats_dir = tmp_path / "runs" / "pwl_stats"
+    stats_dir.mkdir()
+    (stats_dir / "rand.json").write_text(json.dumps({"benchmark": "pwl_stats", "variant": "rand", "n": 1000,
+                                                     "fraction_policy_pieces_gt_100": 0.095, "commit": "feed123"}))
+    (stats_dir / "semi-rand.json").write_text('{"benchmark": "pwl_stats", "vari')  # still being written: skipped
+    claims = [
+        Claim("000", "pieces", "2^(H+1) pieces", "2^(H+1)",
+              BenchmarkExact("pwl_def41", "policy_pieces", "theorem_4_2_policy_pieces"), at_least(1.0, "100%"),
+              ("pwl_def41",)),
+        Claim("000", "rand", "RAND > 100 pieces", "8.6%", BenchmarkShare("pwl_stats", "rand",
+                                                                         "fraction_policy_pieces_gt_100"),
+              contains(0.086, "8.6%"), ("pwl_stats",)),
+        Claim("000", "rand_far", "RAND > 100 pieces", "20%", BenchmarkShare("pwl_stats", "rand",
+                                                                            "fraction_policy_pieces_gt_100"),
+              contains(0.2, "20%"), ("pwl_stats",)),
+        Claim("000", "semi", "SEMI-RAND", "68.7%",
+              BenchmarkShare("pwl_stats", "semi-rand", "fraction_policy_pieces_gt_1000"), contains(0.687, "68.7%"),
+              ("pwl_stats",)),
+    ]
+    md_path, rows = write([tmp_path / "runs"], tmp_path / "report", claims)
+    assert [r.verdict for r in rows] == ["agree", "agree", "disagree", "not run (no pwl_stats result (semi-rand))"]
+    md = md_path.read_text()
+    assert cells(row_of(md, "pieces"))[2:4] == ["100% match: 4, 8, 16 (H=1, H=2, H=3)", "3 (exact)"]
+    assert cells(row_of(md, "rand"))[3] == "1,000 MDPs" and cells(row_of(md, "rand"))[7] == "feed123"
+    wrong = tmp_path / "runs" / "pwl_def41" / "H=2.json"
+    wrong.write_text(wrong.read_text().replace('"policy_pieces": 8', '"policy_pieces": 7'))
+    _, rows = write([tmp_path / "runs"], tmp_path / "report", claims[:1])
+    assert rows[0].verdict == "disagree" and "H=2: 7 (expected 8)" in rows[0].measured.text
+
+
+def test_commits_recorded_by_the_runner_and_seeds_counted_once(tmp_path):
+    toy_runs(tmp_path / "a")
+    for seed in (0, 1):
+        (tmp_path / "a" / "toy" / f"seed_{seed}" / "reproduce.json").write_text(json.dumps({"commits": ["c0ffee1"]}))
+    fake_run(tmp_path / "b", "toy", "version_0", 0, 300, {100: (50.0, None)})  # seed 0 again, fewer frames
+    found = report.discover([tmp_path / "a", tmp_path / "b"])
+    assert [r.path.name for r in found.runs["toy"]] == ["seed_0", "seed_1"]
+    claim = Claim("002", "c", "c", "c", ReturnAt("toy", 100, seeds=2), overlaps(0, 9, "x"), ("toy",))
+    (row,) = report.evaluate(found, [claim], reps=100, head=head)
+    assert row.commit == "c0ffee1" and row.measured.estimate.value == 1.5
+
+
+def test_the_registry_renders_every_claim_as_not_run_without_runs(tmp_path, capsys):
+    assert report.main(["--out", str(tmp_path / "reproduction"), "--reps", "50"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{len(report.CLAIMS)} not run")
+    md = (tmp_path / "reproduction.md").read_text()
+    for claim in report.CLAIMS:
+        line = row_of(md, claim.name)
+        assert cells(line)[5].startswith("not run (") and f"`{claim.command()}`" in line
+        assert set(claim.jobs) <= set(report.JOBS_BY_NAME) and set(claim.measure.recipes) <= set(claim.jobs)
+    assert len({c.name for c in report.CLAIMS}) == len(report.CLAIMS)
+    assert "--scale paper --only mbpo_halfcheetah_400k" in md
+    section = md.split("## Not run here at paper scale")[1]
+    assert "`python -m recipes.mbpo_halfcheetah fit --model.seed=0`" in section and "estimate" in section
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert report.main([str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'missing'}: no such file or folder"
+    (tmp_path / "notes.txt").write_text("x")
+    assert report.main([str(tmp_path / "notes.txt"), "--out", str(tmp_path / "r")]) == 2
+    assert "notes.txt: neither a run folder's metrics.csv nor a benchmark result" in capsys.readouterr().err
+
+
+def test_rules_judge_the_interval_not_the_point():
+    est = Estimate("mean", 2.0, 1.0, 3.0, 5)  # 2 [1, 3]
+    assert at_most(3.0, "3").decide(est) and not at_most(2.5, "2.5").decide(est)
+    assert at_least(1.0, "1").decide(est) and not at_least(1.5, "1.5").decide(est)
+    assert above(0.9, "0.9").decide(est) and not above(1.0, "1").decide(est)
+    assert below(3.1, "3.1").decide(est) and not below(3.0, "3").decide(est)
+    assert overlaps(3.0, 9.0, "x").decide(est) and not overlaps(3.5, 9.0, "x").decide(est)
+    assert contains(1.0, "1").decide(est) and not contains(3.5, "3.5").decide(est)

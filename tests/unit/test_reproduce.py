@@ -1,0 +1,178 @@
+"""T0: ``python -m benchmarks.reproduce``: the commands it would run (``--dry-run``), and its resumability on
+fake run folders: a done run is skipped, a killed run with a checkpoint is continued with ``--ckpt_path``, a
+killed run without one is started again, a folder it did not make is refused. No training: the runs are
+made by a stand-in interpreter that writes what a finished run leaves behind."""
+
+import json
+import pathlib
+import stat
+import sys
+
+import pytest
+
+from benchmarks import reproduce
+from lightning_mbrl import report
+
+IP = ("python -m recipes.mbpo_invertedpendulum fit --model.max_frames=5000 --eval.every_frames=250 "
+      "--eval.episodes=10 --model.seed={seed} --trainer.default_root_dir={root}/mbpo_invertedpendulum "
+      "--trainer.logger.init_args.version=seed_{seed} --trainer.enable_progress_bar=false "
+      "--checkpoint.every_frames=1000")
+
+# Stands in for the interpreter: records its argv and leaves what a finished run leaves (metrics up to the
+# budget, hparams, a last checkpoint); a benchmark module prints a JSON object.
+FAKE_PYTHON = """#!{python}
+import json, pathlib, sys
+args = sys.argv[1:]
+with open({calls!r}, "a") as f:
+    f.write(json.dumps(args) + "\\n")
+if args[1] == "lightning_mbrl.envs.piecewise_linear":
+    print(json.dumps({{"policy_pieces": 4, "theorem_4_2_policy_pieces": 4, "n": 1000}}))
+    sys.exit(0)
+opt = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+run = pathlib.Path(opt["trainer.default_root_dir"]) / opt["trainer.logger.init_args.version"]
+(run / "checkpoints").mkdir(parents=True, exist_ok=True)
+(run / "checkpoints" / "last.ckpt").write_text("weights")
+budget = int(opt["model.max_frames"])
+rows = "".join(f"{{f}},{{900 + f / 50}}\\n" for f in range(250, budget + 1, 250))
+(run / "metrics.csv").write_text("step,eval/return\\n" + rows)
+(run / "hparams.yaml").write_text(f"seed: {{opt['model.seed']}}\\nmax_frames: {{budget}}\\n")
+"""
+
+
+def dry_run(capsys, *args: str) -> str:
+    assert reproduce.main(["--dry-run", *args]) == 0
+    return capsys.readouterr().out
+
+
+def squeezed(out: str) -> list[str]:
+    return [" ".join(line.split()) for line in out.splitlines()]
+
+
+def commands(out: str) -> list[str]:
+    lines = out.split("commands:\n")[1].split("estimated cost:")[0].splitlines()
+    return [line.strip() for line in lines]
+
+
+def test_dry_run_lists_the_learning_tests_commands(tmp_path, capsys):
+    out = dry_run(capsys, "--runs-dir", str(tmp_path), "--only", "mbpo_invertedpendulum_950")
+    root = tmp_path / "reduced"
+    assert commands(out) == [IP.format(seed=s, root=root) for s in range(5)]
+    assert f"reduced scale, runs in {root} (0 of 5 done)" in out
+    assert "pending mbpo_invertedpendulum/seed_3 0 / 5,000 frames" in squeezed(out)
+    both = commands(dry_run(capsys, "--runs-dir", str(tmp_path), "--only", "mbpo_vs_sac_invertedpendulum"))
+    assert len(both) == 10 and both[5] == (
+        "python -m recipes.sac_pendulum fit --model.env=InvertedPendulum-v5 --model.max_frames=15000 "
+        "--model.init_random_frames=500 --eval.every_frames=250 --eval.episodes=10 --model.seed=0 "
+        f"--trainer.default_root_dir={root}/sac_invertedpendulum --trainer.logger.init_args.version=seed_0 "
+        "--trainer.enable_progress_bar=false --checkpoint.every_frames=2500")
+    assert not (tmp_path / "reduced").exists()  # a dry run makes nothing
+
+
+def test_dry_run_at_paper_scale_and_benchmark_jobs(tmp_path, capsys):
+    out = dry_run(capsys, "--scale", "paper", "--runs-dir", str(tmp_path), "--only", "mbpo_hopper", "rand_pieces")
+    cmds = commands(out)
+    assert cmds[:2] == [
+        f"python -m lightning_mbrl.envs.piecewise_linear stats --method {m} --n 1000 --horizon 10 --seed 0 "
+        f"> {tmp_path}/paper/pwl_stats/{m}.json" for m in ("rand", "semi-rand")]
+    assert cmds[2:] == [f"python -m recipes.mbpo_hopper fit --model.seed={s} --trainer.default_root_dir="
+                        f"{tmp_path}/paper/mbpo_hopper --trainer.logger.init_args.version=seed_{s} "
+                        "--trainer.enable_progress_bar=false --checkpoint.every_frames=5000" for s in range(5)]
+    assert "mbpo_hopper: 5 seeds x 125,000 frames, about" in out and "(estimates;" in out
+    note = dry_run(capsys, "--runs-dir", str(tmp_path), "--only", "mbpo_hopper_100k")
+    assert note.startswith("note: mbpo_hopper_100k is decided by --scale paper runs")
+
+
+def test_every_claim_and_job_is_runnable_by_name(capsys):
+    assert [j.name for j in reproduce.select_jobs(None)] == [j.name for j in report.JOBS]
+    for claim in report.CLAIMS:
+        assert {j.name for j in reproduce.select_jobs([claim.name])} == set(claim.jobs)
+    assert reproduce.main(["--dry-run", "--only", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --only nope: no such job or claim (jobs: pwl_def41,")
+
+
+def make_run(root: pathlib.Path, seed: int, *, marker: dict | None = None, frames: int = 0,
+             checkpoint: bool = False) -> pathlib.Path:
+    run = root / "mbpo_invertedpendulum" / f"seed_{seed}"
+    run.mkdir(parents=True)
+    if marker is not None:
+        (run / "reproduce.json").write_text(json.dumps(marker))
+    if frames:
+        rows = "".join(f"{100 + f / 100},{f}\n" for f in range(250, frames + 1, 250))
+        (run / "metrics.csv").write_text("eval/return,step\n" + rows + "123.")  # a row cut by the kill
+        (run / "hparams.yaml").write_text(f"seed: {seed}\nmax_frames: 5000\n")
+    if checkpoint:
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "last.ckpt").write_text("weights")
+    return run
+
+
+def test_done_runs_are_skipped_and_killed_runs_resumed(tmp_path, capsys):
+    root = tmp_path / "reduced"
+    make_run(root, 0, marker={"status": "done", "commits": ["aaa"]}, frames=5000, checkpoint=True)
+    killed = make_run(root, 1, marker={"status": "running", "commits": ["aaa"]}, frames=2000, checkpoint=True)
+    make_run(root, 2, marker={"status": "running"}, frames=250)  # killed before its first checkpoint
+    out = dry_run(capsys, "--runs-dir", str(tmp_path), "--only", "mbpo_invertedpendulum")
+    assert "(1 of 5 done)" in out
+    assert {"done mbpo_invertedpendulum/seed_0 5,000 / 5,000 frames",
+            "partial mbpo_invertedpendulum/seed_1 2,000 / 5,000 frames",
+            "stale mbpo_invertedpendulum/seed_2 250 / 5,000 frames"} <= set(squeezed(out))
+    assert commands(out) == [
+        IP.format(seed=1, root=root) + f" --ckpt_path={killed}/checkpoints/last.ckpt",
+        *(IP.format(seed=s, root=root) for s in (2, 3, 4))]
+
+    make_run(root, 3, frames=500)  # not made by the runner
+    out = dry_run(capsys, "--runs-dir", str(tmp_path), "--only", "mbpo_invertedpendulum")
+    assert f"  error: {root}/mbpo_invertedpendulum/seed_3: a folder this runner did not make" in out
+
+
+@pytest.fixture
+def fake_python(tmp_path, monkeypatch):
+    calls = tmp_path / "calls.jsonl"
+    script = tmp_path / "fake_python"
+    script.write_text(FAKE_PYTHON.format(python=sys.executable, calls=str(calls)))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(reproduce, "PYTHON", str(script))
+    monkeypatch.setattr(report, "git_commit", lambda root=None: "bbb")
+    return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+
+def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fake_python):
+    root = tmp_path / "runs" / "reduced"
+    make_run(root, 0, marker={"status": "done", "commits": ["aaa"]}, frames=5000, checkpoint=True)
+    killed = make_run(root, 1, marker={"status": "failed", "commits": ["aaa"]}, frames=2000, checkpoint=True)
+    stale = make_run(root, 2, marker={"status": "running"}, frames=250)
+    (stale / "events.out.tfevents.1").write_text("old")
+    out_md = tmp_path / "docs" / "reproduction"
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum_950", "--report-out", str(out_md)]
+    assert reproduce.main(args) == 0
+    calls = fake_python()
+    assert [next(a for a in c if a.startswith("--model.seed=")) for c in calls] == [
+        "--model.seed=1", "--model.seed=2", "--model.seed=3", "--model.seed=4"]  # seed 0 was done
+    assert calls[0][-1] == f"--ckpt_path={killed}/checkpoints/last.ckpt"
+    assert not any(a.startswith("--ckpt_path") for c in calls[1:] for a in c)
+    assert not (stale / "events.out.tfevents.1").exists()  # started again from nothing
+    resumed = json.loads((killed / "reproduce.json").read_text())
+    assert resumed["status"] == "done" and resumed["returncode"] == 0 and resumed["commits"] == ["aaa", "bbb"]
+    assert "$ python -m recipes.mbpo_invertedpendulum" in (killed / "reproduce.log").read_text()
+    out = capsys.readouterr().out
+    assert "(5 of 5 done)" in out and f"wrote {out_md}.md" in out
+    md = out_md.with_suffix(".md").read_text()
+    (line,) = [line for line in md.splitlines() if "(`mbpo_invertedpendulum_950`)" in line]
+    # seeds 1-4 (the stand-in) reach 950 at 2,500 frames; seed 0 ran its 5,000 without. IQM of 5 = mean of the
+    # middle 3: 2,500. Upper end: resamples with 3 or more 5,000s (5.8%) have IQM >= 4,167, with 4 or more (0.7%) 5,000
+    assert "| 2,500 [2,500, 4,167] frames (1 of 5 seeds never reached it: >= 5,000) | 5 |" in line
+    assert "| agree |" in line and "aaa, bbb" in line
+
+    assert reproduce.main(args) == 0  # all done: nothing runs again
+    assert len(fake_python()) == 4
+
+
+def test_benchmark_variants_are_kept_as_json_with_their_commit(tmp_path, fake_python):
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "pwl_def41", "--report-out", str(tmp_path / "r")]
+    assert reproduce.main(args) == 0
+    saved = json.loads((tmp_path / "runs" / "reduced" / "pwl_def41" / "H=3.json").read_text())
+    assert saved["benchmark"] == "pwl_def41" and saved["variant"] == "H=3" and saved["commit"] == "bbb"
+    assert saved["command"] == "python -m lightning_mbrl.envs.piecewise_linear solve --method def41 --H 3"
+    assert len(fake_python()) == 6
+    assert reproduce.main(args) == 0 and len(fake_python()) == 6  # done: not run again
