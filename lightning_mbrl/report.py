@@ -588,7 +588,8 @@ CLAIMS: tuple[Claim, ...] = (
           ("mbpo_halfcheetah",), scale="paper"),
     # ---------------------------------------------------------------- paper 000, BOOTS
     Claim("000", "theorem_4_2_pieces",
-          "Theorem 4.2: the optimal policy of the Definition 4.1 MDP has 2^(H+1) pieces (exact solver)",
+          "Theorem 4.2: the optimal policy of the Definition 4.1 MDP has 2^(H+1) pieces for H = 4..6 (exact solver; "
+          "the paper assumes H > 3, docs/piecewise_linear.md)",
           "2^(H+1); 32 for H = 4 (Theorem 4.2, Figure 2)",
           BenchmarkExact("pwl_def41", "policy_pieces", "theorem_4_2_policy_pieces"), at_least(1.0, "100% match"),
           ("pwl_def41",)),
@@ -752,7 +753,7 @@ _BOOTS_PENDULUM = (  # tests/learning/test_boots_pendulum.py's protocol
     "--trainer.callbacks.own_model_steps=3000",
 )
 _PWL = "lightning_mbrl.envs.piecewise_linear"
-_DEF41 = {f"H={h}": ("solve", "--method", "def41", "--H", str(h)) for h in range(1, 7)}
+_DEF41 = {f"H={h}": ("solve", "--method", "def41", "--H", str(h)) for h in range(4, 7)}  # the theorem's H > 3
 _PIECE_STATS = {m: ("stats", "--method", m, "--n", "1000", "--horizon", "10", "--seed", "0")
                 for m in ("rand", "semi-rand")}
 

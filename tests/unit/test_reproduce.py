@@ -171,8 +171,8 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
 def test_benchmark_variants_are_kept_as_json_with_their_commit(tmp_path, fake_python):
     args = ["--runs-dir", str(tmp_path / "runs"), "--only", "pwl_def41", "--report-out", str(tmp_path / "r")]
     assert reproduce.main(args) == 0
-    saved = json.loads((tmp_path / "runs" / "reduced" / "pwl_def41" / "H=3.json").read_text())
-    assert saved["benchmark"] == "pwl_def41" and saved["variant"] == "H=3" and saved["commit"] == "bbb"
-    assert saved["command"] == "python -m lightning_mbrl.envs.piecewise_linear solve --method def41 --H 3"
-    assert len(fake_python()) == 6
-    assert reproduce.main(args) == 0 and len(fake_python()) == 6  # done: not run again
+    saved = json.loads((tmp_path / "runs" / "reduced" / "pwl_def41" / "H=5.json").read_text())
+    assert saved["benchmark"] == "pwl_def41" and saved["variant"] == "H=5" and saved["commit"] == "bbb"
+    assert saved["command"] == "python -m lightning_mbrl.envs.piecewise_linear solve --method def41 --H 5"
+    assert len(fake_python()) == 3  # H = 4, 5, 6: the theorem's H > 3
+    assert reproduce.main(args) == 0 and len(fake_python()) == 3  # done: not run again
