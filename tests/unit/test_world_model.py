@@ -138,6 +138,16 @@ def test_fit_normalizer_uses_population_std_and_floors_constant_dims() -> None:
         model.fit_normalizer(torch.randn(5, IN + 1, dtype=F64))
 
 
+def values_and_grads(model: GaussianEnsemble, x: Tensor, fn, up_mean: Tensor, up_logvar: Tensor):
+    """``fn(x) -> (mean, logvar)``'s values, and the gradients to ``x`` and to every parameter of the scalar
+    ``sum(mean * up_mean) + sum(logvar * up_logvar)``."""
+    model.zero_grad(set_to_none=True)
+    xg = x.clone().requires_grad_(True)
+    mean, logvar = fn(xg)
+    ((mean * up_mean).sum() + (logvar * up_logvar).sum()).backward()
+    return torch.cat([mean, logvar], -1).detach(), xg.grad, [p.grad.clone() for p in model.parameters()]
+
+
 @pytest.mark.parametrize("chunk_size, block_rows", [(None, None), (1, None), (3, None), (3, 7), (4, 1), (1000, None)])
 def test_forward_selected_equals_compute_all_then_gather(chunk_size: int | None, block_rows: int | None) -> None:
     """Same values and the same gradients (to x and to every parameter), with members 0 and 2
@@ -149,11 +159,7 @@ def test_forward_selected_equals_compute_all_then_gather(chunk_size: int | None,
     upstream_mean, upstream_logvar = torch.randn(n, OUT, dtype=F64), torch.randn(n, OUT, dtype=F64)
 
     def grads(fn) -> tuple[Tensor, Tensor, list[Tensor]]:
-        model.zero_grad(set_to_none=True)
-        xg = x.clone().requires_grad_(True)
-        mean, logvar = fn(xg)
-        ((mean * upstream_mean).sum() + (logvar * upstream_logvar).sum()).backward()
-        return torch.cat([mean, logvar], -1).detach(), xg.grad, [p.grad.clone() for p in model.parameters()]
+        return values_and_grads(model, x, fn, upstream_mean, upstream_logvar)
 
     def dense(xg: Tensor) -> tuple[Tensor, Tensor]:
         mean, logvar = model(xg)
@@ -202,11 +208,7 @@ def test_forward_stratified_is_compute_all_then_gather_with_equal_shares(elites:
     up_mean, up_logvar = torch.randn(n, OUT, dtype=F64), torch.randn(n, OUT, dtype=F64)
 
     def grads(fn) -> tuple[Tensor, Tensor, list[Tensor]]:
-        model.zero_grad(set_to_none=True)
-        xg = x.clone().requires_grad_(True)
-        mean, logvar = fn(xg)
-        ((mean * up_mean).sum() + (logvar * up_logvar).sum()).backward()
-        return torch.cat([mean, logvar], -1).detach(), xg.grad, [p.grad.clone() for p in model.parameters()]
+        return values_and_grads(model, x, fn, up_mean, up_logvar)
 
     def dense(xg: Tensor) -> tuple[Tensor, Tensor]:
         mean, logvar = model(xg)
