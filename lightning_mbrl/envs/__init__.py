@@ -2,6 +2,7 @@
 
 from lightning_mbrl.envs import pwl_env  # noqa: F401  registers the "pwl/" ids (paper 000's 1-D MDPs)
 from lightning_mbrl.envs import mbbl  # noqa: F401  registers the "mbbl/" ids (paper 004's MuJoCo variants)
+from lightning_mbrl.envs import gridworlds  # noqa: F401  registers the "gridworld/" ids (paper 001's envs)
 from lightning_mbrl.envs.factory import (
     GYM_IDS,
     EnvSpec,

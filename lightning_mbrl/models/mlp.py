@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -75,3 +76,26 @@ class BatchedMLP(nn.Module):
         for layer in self.layers[1:]:
             h = layer(self.act(h))
         return h
+
+
+def seeded_members_(net: BatchedMLP, seeds: Sequence[int], stream: int = 0) -> BatchedMLP:
+    """Re-initialise member ``i`` of ``net`` from its own generator, seeded by ``(seeds[i], stream)``.
+
+    The init of a member then depends on its seed only, never on the other members: member ``i`` of a
+    network built for seeds ``[0, ..., 29]`` equals member 0 of one built for ``[seeds[i]]``, which
+    makes S independent runs one batched computation (paper 001's many seeds in one process).
+    ``stream`` separates networks of the same seed (Q, model heads). Same distribution as
+    ``BatchedLinear``'s own init.
+    """
+    if len(seeds) != net.n_members:
+        raise ValueError(f"{len(seeds)} seeds for a network of {net.n_members} members")
+    with torch.no_grad():
+        for i, seed in enumerate(seeds):
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0]))
+            for layer in net.layers:
+                bound = 1.0 / math.sqrt(layer.in_dim)
+                w = torch.empty(layer.in_dim, layer.out_dim).uniform_(-bound, bound, generator=generator)
+                b = torch.empty(1, layer.out_dim).uniform_(-bound, bound, generator=generator)
+                layer.weight[i].copy_(w)
+                layer.bias[i].copy_(b)
+    return net

@@ -1,0 +1,163 @@
+"""Offline DQN with experience replay or with a learned model, S seeds as one batched run: the 3x3
+experiment of paper 001 (Young et al. 2023, Section 2, Figure 1).
+
+One ``training_step`` is one update of every seed, on a fixed dataset (``envs.grid3x3``, no
+collection):
+
+    agent "er":     sample batch_size transitions            -> DQN step on them
+    agent "model":  sample 32 transitions -> one model step on them (models.simple_model)
+                    -> batch_size / rollout_length starts (the first of a fresh sample; the 32 model
+                       transitions' starts when rollout_length = 10, as the official code)
+                    -> rollouts of rollout_length steps with softmax(Q / temperature) actions
+                    -> DQN step on the batch_size imagined transitions, continuation-weighted
+    every target_update_every updates: copy the Q-network into the target network
+
+So every agent's Q step sees the same number of transitions (the paper controls it). Networks are
+3 x 200 ELU, gamma 0.9, AdamW (betas 0.9 / 0.99, eps 1e-5, decoupled weight decay 1e-6 per step
+as the official code: ``x <- x - lr adam - 1e-6 x``), model step size 2e-4 (REFERENCE 4.3).
+
+Seeds: ``seeds`` consecutive seeds from ``seed``; seed ``s`` has its own initial parameters
+(``models.mlp.seeded_members_``) and its own generator for every random draw, and AdamW is
+elementwise, so seed ``s`` follows the same path as a run of that seed alone (to float rounding of
+the batched matrix multiplies; a test checks). Optimizers by name: ``q`` and ``model``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from jsonargparse.typing import PositiveFloat, PositiveInt
+from tensordict import TensorDict
+from torch import Tensor
+
+from lightning_mbrl import keys
+from lightning_mbrl.envs import grid3x3
+from lightning_mbrl.errors import ConfigError, check_arguments
+from lightning_mbrl.models.mlp import BatchedMLP, seeded_members_
+from lightning_mbrl.models.simple_model import BernoulliModel
+from lightning_mbrl.objectives import dyna_dqn
+
+Agent = Literal["er", "model"]
+GENERATOR_STREAM = 100  # seeded_members_ streams 0-3 are the networks
+
+
+def adamw(params, lr: float, weight_decay_per_step: float = 1e-6) -> torch.optim.AdamW:
+    """The official code's AdamW: torch's decay is ``lr * weight_decay`` per step, so pass ``1e-6 / lr``."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=weight_decay_per_step / lr)
+
+
+class OfflineDynaDQN(pl.LightningModule):
+    def __init__(
+        self,
+        coverage: grid3x3.Coverage = "path_to_goal",
+        agent: Agent = "model",
+        rollout_length: PositiveInt = 10,
+        seed: int = 0,
+        seeds: PositiveInt = 30,
+        updates: PositiveInt = 20_000,
+        batch_size: PositiveInt = 320,
+        model_batch_size: PositiveInt = 32,
+        hidden: tuple[PositiveInt, ...] = (200, 200, 200),
+        gamma: float = 0.9,
+        lr: PositiveFloat = 1e-4,
+        model_lr: PositiveFloat = 2e-4,
+        temperature: PositiveFloat = 1.0,
+        target_update_every: PositiveInt = 100,
+    ) -> None:
+        check_arguments(OfflineDynaDQN, locals())
+        super().__init__()
+        if agent == "model" and batch_size % rollout_length:
+            raise ConfigError(f"batch_size ({batch_size}) must be a multiple of rollout_length ({rollout_length})")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.seed_list = list(range(seed, seed + seeds))
+        self.data = grid3x3.dataset(coverage)
+        self.eval_cells = grid3x3.evaluation_cells()
+        self.q = seeded_members_(BatchedMLP(seeds, grid3x3.OBS_DIM, hidden, grid3x3.NUM_ACTIONS, "elu"), self.seed_list)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.model = BernoulliModel(self.seed_list, grid3x3.OBS_DIM, grid3x3.NUM_ACTIONS, hidden) if agent == "model" else None
+        self.generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, GENERATOR_STREAM]).generate_state(1)[0]))
+                           for s in self.seed_list]
+        self.updates_done = 0
+        hp = self.hparams
+        self.n_starts = hp.batch_size // rollout_length if agent == "model" else 0
+        self.n_sampled = max(model_batch_size, self.n_starts) if agent == "model" else batch_size
+
+    # ------------------------------------------------------------------ optimizers (by name)
+    def configure_optimizers(self):
+        opts = [adamw(self.q.parameters(), self.hparams.lr)]
+        if self.model is not None:
+            opts.append(adamw(self.model.parameters(), self.hparams.model_lr))
+        return opts
+
+    def optimizer(self, name: str) -> torch.optim.Optimizer:
+        names = ["q"] + (["model"] if self.model is not None else [])
+        if name not in names:
+            raise KeyError(f"no optimizer {name!r}; this agent has {names}")
+        opts = self.optimizers() if self._trainer is not None else self._standalone_optimizers
+        opts = opts if isinstance(opts, list) else [opts]
+        return opts[names.index(name)]
+
+    def standalone(self) -> "OfflineDynaDQN":
+        """Use without a Trainer (tests, benchmarks that drive ``update`` directly)."""
+        self._standalone_optimizers = self.configure_optimizers()
+        return self
+
+    # ------------------------------------------------------------------ the update
+    def _uniforms(self, n: int) -> Tensor:
+        """``[S, n]`` uniforms, row ``s`` from seed ``s``'s generator alone."""
+        return torch.stack([torch.rand(n, generator=g) for g in self.generators]).to(self.device)
+
+    def _step(self, name: str, loss: Tensor) -> None:
+        opt = self.optimizer(name)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def update(self) -> dict[str, Tensor]:
+        """One update of every seed; returns per-seed losses ``[S]``."""
+        hp, n_data = self.hparams, len(self.data)
+        n_roll = hp.rollout_length * self.n_starts * (grid3x3.NUM_ACTIONS + grid3x3.OBS_DIM) if self.model else 0
+        u = self._uniforms(self.n_sampled + n_roll)
+        index = (u[:, : self.n_sampled] * n_data).long().clamp_max(n_data - 1)
+        sample = self.data.to(self.device)[index]  # [S, n_sampled]
+        logs: dict[str, Tensor] = {}
+        if self.model is None:
+            batch = sample
+        else:
+            real = sample[:, : hp.model_batch_size]
+            model_losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
+                                           real[keys.NEXT_OBSERVATION], real[keys.TERMINATED])
+            self._step("model", sum(model_losses[k].sum() for k in model_losses.keys()))
+            logs.update({k: v.detach() for k, v in model_losses.items()})
+            shape = (len(self.seed_list), hp.rollout_length, self.n_starts, grid3x3.NUM_ACTIONS + grid3x3.OBS_DIM)
+            batch = dyna_dqn.imagine(self.model, self.q, sample[:, : self.n_starts][keys.OBSERVATION],
+                                     hp.rollout_length, hp.temperature, u[:, self.n_sampled:].reshape(shape))
+        q_losses = dyna_dqn.td_loss(self.q, self.q_target, batch, hp.gamma)
+        self._step("q", q_losses["loss_q"].sum())
+        logs.update({k: v.detach() for k, v in q_losses.items()})
+        self.updates_done += 1
+        if self.updates_done % hp.target_update_every == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
+        return logs
+
+    @torch.no_grad()
+    def greedy_correct(self) -> Tensor:
+        """Bool ``[S, 12]``: seed ``s``'s greedy action is the correct one in evaluation cell ``c``
+        (``envs.grid3x3.evaluation_cells``)."""
+        cells = self.eval_cells.to(self.device)
+        return self.q(cells[keys.OBSERVATION]).argmax(-1) == cells["correct_action"]
+
+    # ------------------------------------------------------------------ Lightning
+    def train_dataloader(self):
+        return range(self.hparams.updates - self.updates_done)
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        logs = self.update()
+        if self.updates_done % 500 == 0 or self.updates_done == self.hparams.updates:
+            self.log_dict({f"train/{k}": v.mean() for k, v in logs.items()}, on_step=True)
+            self.log("eval/correct_fraction", self.greedy_correct().float().mean(), on_step=True)
