@@ -67,6 +67,7 @@ class OfflineDynaDQN(pl.LightningModule):
         model_lr: PositiveFloat = 2e-4,
         temperature: PositiveFloat = 1.0,
         target_update_every: PositiveInt = 100,
+        log_every: PositiveInt = 500,
     ) -> None:
         check_arguments(OfflineDynaDQN, locals())
         super().__init__()
@@ -158,6 +159,8 @@ class OfflineDynaDQN(pl.LightningModule):
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         logs = self.update()
-        if self.updates_done % 500 == 0 or self.updates_done == self.hparams.updates:
-            self.log_dict({f"train/{k}": v.mean() for k, v in logs.items()}, on_step=True)
-            self.log("eval/correct_fraction", self.greedy_correct().float().mean(), on_step=True)
+        if self.updates_done % self.hparams.log_every == 0 or self.updates_done == self.hparams.updates:
+            metrics = {f"train/{k}": v.mean().item() for k, v in logs.items()}
+            metrics["eval/correct_fraction"] = self.greedy_correct().float().mean().item()
+            for logger in self.loggers:  # one row per log point, stepped by updates (not optimizer steps)
+                logger.log_metrics(metrics, step=self.updates_done)
