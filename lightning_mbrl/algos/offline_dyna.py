@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import PositiveFloat, PositiveInt
@@ -39,15 +38,11 @@ from lightning_mbrl.envs import grid3x3
 from lightning_mbrl.errors import ConfigError, check_arguments
 from lightning_mbrl.models.mlp import BatchedMLP, seeded_members_
 from lightning_mbrl.models.simple_model import BernoulliModel
+from lightning_mbrl.models.utils import adamw, seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 
 Agent = Literal["er", "model"]
 GENERATOR_STREAM = 100  # seeded_members_ streams 0-3 are the networks
-
-
-def adamw(params, lr: float, weight_decay_per_step: float = 1e-6) -> torch.optim.AdamW:
-    """The official code's AdamW: torch's decay is ``lr * weight_decay`` per step, so pass ``1e-6 / lr``."""
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=weight_decay_per_step / lr)
 
 
 class OfflineDynaDQN(pl.LightningModule):
@@ -81,8 +76,7 @@ class OfflineDynaDQN(pl.LightningModule):
         self.q = seeded_members_(BatchedMLP(seeds, grid3x3.OBS_DIM, hidden, grid3x3.NUM_ACTIONS, "elu"), self.seed_list)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.model = BernoulliModel(self.seed_list, grid3x3.OBS_DIM, grid3x3.NUM_ACTIONS, hidden) if agent == "model" else None
-        self.generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([s, GENERATOR_STREAM]).generate_state(1)[0]))
-                           for s in self.seed_list]
+        self.generators = [seeded_generator(s, GENERATOR_STREAM) for s in self.seed_list]
         self.updates_done = 0
         hp = self.hparams
         self.n_starts = hp.batch_size // rollout_length if agent == "model" else 0

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from lightning_mbrl.models.utils import seeded_generator
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -91,7 +92,7 @@ def seeded_members_(net: BatchedMLP, seeds: Sequence[int], stream: int = 0) -> B
         raise ValueError(f"{len(seeds)} seeds for a network of {net.n_members} members")
     with torch.no_grad():
         for i, seed in enumerate(seeds):
-            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0]))
+            generator = seeded_generator(seed, stream)
             for layer in net.layers:
                 bound = 1.0 / math.sqrt(layer.in_dim)
                 w = torch.empty(layer.in_dim, layer.out_dim).uniform_(-bound, bound, generator=generator)

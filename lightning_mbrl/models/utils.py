@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,6 +34,18 @@ def adam(params: Iterable[torch.Tensor], lr: float, **kwargs) -> torch.optim.Ada
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``theta_target <- (1 - tau) theta_target + tau theta`` for every parameter, in one foreach call."""
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def adamw(params: Iterable[torch.Tensor], lr: float, weight_decay_per_step: float = 1e-6) -> torch.optim.AdamW:
+    """Paper 001's AdamW (betas 0.9 / 0.99, eps 1e-5) with its decoupled decay ``x <- x - lr adam - 1e-6 x``:
+    torch decays by ``lr * weight_decay`` per step, so ``weight_decay = weight_decay_per_step / lr``."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=weight_decay_per_step / lr)
+
+
+def seeded_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU generator for ``(seed, stream)``: independent streams of one seed (its networks' inits,
+    its actions, its envs), and a seed's streams never depend on which other seeds run beside it."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(stream)]).generate_state(1)[0]))
 
 
 def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
