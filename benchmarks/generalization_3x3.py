@@ -5,6 +5,10 @@ verdict by the paper's majority rule, and the cost of S seeds as one batched run
     python -m benchmarks.generalization_3x3                      # 30 seeds, 3,000 updates each
     python -m benchmarks.generalization_3x3 --seeds 10 --updates 1000 --only path_to_goal
 
+The model agents follow Section 2: the model is fitted first (``--model_first_updates`` steps of 32
+transitions at the code's step size 2e-4) and then fixed while Q learns on its rollouts; model-1
+and model-10 of a dataset share that fit.
+
 Agents (``algos.offline_dyna.OfflineDynaDQN``): DQN with experience replay ("er"), and DQN on the
 simple model's rollouts of length 1 ("model-1", 320 starts) and 10 ("model-10", 32 starts), every Q
 step on 320 transitions. An agent *fails* a dataset when in some cell the majority of seeds picks a
@@ -19,6 +23,7 @@ run keeps what it finished) and ``generalization_3x3.png``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -40,10 +45,25 @@ OUT = RESULTS / "generalization_3x3.json"
 
 
 def run_one(coverage: str, agent: str, seeds: int, updates: int, lr: float, temperature: float,
-            checkpoints: int = 10) -> dict:
+            model_first_updates: int, fitted: dict | None = None, checkpoints: int = 10) -> tuple[dict, dict | None]:
+    """One configuration; ``fitted`` is the model fit of the same coverage and seeds (its parameters
+    and the generators' states after it), reused by model-10 after model-1: the fit draws from the
+    same generators either way, so restoring it equals refitting."""
     module = OfflineDynaDQN(coverage=coverage, seeds=seeds, updates=updates, lr=lr, temperature=temperature,
-                            **AGENTS[agent]).standalone()
-    curve, started = [], time.perf_counter()
+                            model_first_updates=model_first_updates, **AGENTS[agent]).standalone()
+    started = time.perf_counter()
+    if module.model is not None:
+        if fitted is None:
+            module.fit_model(model_first_updates)
+            fitted = {"model": copy.deepcopy(module.model.state_dict()), "steps": module.model_steps,
+                      "generators": [g.get_state() for g in module.generators]}
+        else:
+            module.model.load_state_dict(fitted["model"])
+            module.model_steps = fitted["steps"]
+            for g, state in zip(module.generators, fitted["generators"]):
+                g.set_state(state)
+    model_accuracy = module.model_accuracy().tolist() if module.model is not None else None
+    curve = []
     for n in range(1, updates + 1):
         module.update()
         if n % max(1, updates // checkpoints) == 0 or n == updates:
@@ -54,13 +74,15 @@ def run_one(coverage: str, agent: str, seeds: int, updates: int, lr: float, temp
     cells = module.eval_cells
     return {
         "coverage": coverage, "agent": agent, "seeds": seeds, "updates": updates,
+        "model_first_updates": model_first_updates if module.model is not None else 0,
+        "model_position_accuracy": model_accuracy,
         "seconds": seconds, "ms_per_update": 1e3 * seconds / updates,
         "cells": [{"layout": int(l), "cell": int(c), "correct_action": int(a), "fraction_correct": float(f)}
                   for l, c, a, f in zip(cells["layout"], cells["cell"], cells["correct_action"], fraction)],
         "passes": bool((fraction >= 0.5).all()),
         "predicted_pass": PREDICTED_PASS[coverage][agent],
         "curve": curve,
-    }
+    }, fitted
 
 
 def seed_scaling(agent: str, seeds: int, n: int = 20) -> dict:
@@ -129,29 +151,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--model_first_updates", type=int, default=3000,
+                        help="model steps before the Q updates (then the model is fixed; 0: interleaved)")
+    parser.add_argument("--merge", nargs="*", default=[], help="result files whose runs count as done")
     parser.add_argument("--only", nargs="*", default=None, help="coverages and/or agents to run")
     parser.add_argument("--out", default=str(OUT))
-    parser.add_argument("--timing_updates", type=int, default=20, help="updates per timing repeat (seed scaling)")
+    parser.add_argument("--timing_updates", type=int, default=20,
+                        help="updates per timing repeat of the seed-scaling measurement (0: skip it)")
     parser.add_argument("--resume", action="store_true", help="keep finished configurations of --out")
     args = parser.parse_args(argv)
     out = RESULTS.__class__(args.out)
     doc = {"commit": commit(), "machine": machine(), "settings": vars(args), "runs": [], "seed_scaling": []}
     if args.resume and out.exists():
         doc["runs"] = json.loads(out.read_text())["runs"]
+    for other in args.merge:
+        doc["runs"] += json.loads(RESULTS.__class__(other).read_text())["runs"]
     done = {(r["coverage"], r["agent"]) for r in doc["runs"]}
     for coverage in grid3x3.COVERAGES:
+        fitted = None
         for agent in AGENTS:
             if args.only and coverage not in args.only and agent not in args.only:
                 continue
             if (coverage, agent) in done:
                 continue
-            run = run_one(coverage, agent, args.seeds, args.updates, args.lr, args.temperature)
+            run, fitted = run_one(coverage, agent, args.seeds, args.updates, args.lr, args.temperature,
+                                  args.model_first_updates, fitted)
             doc["runs"].append(run)
             print(f"{coverage:15s} {agent:9s} {'pass' if run['passes'] else 'FAIL'} (paper: "
                   f"{'pass' if run['predicted_pass'] else 'fail'})  min cell {min(c['fraction_correct'] for c in run['cells']):.2f}"
-                  f"  {run['ms_per_update']:.0f} ms/update", flush=True)
+                  f"  {run['ms_per_update']:.0f} ms/update, model position accuracy "
+                  f"{run['model_position_accuracy'] and min(run['model_position_accuracy'])}", flush=True)
             out.write_text(json.dumps(doc, indent=1))
-    for agent in AGENTS:
+    for agent in AGENTS if args.timing_updates > 0 else ():
         doc["seed_scaling"].append(seed_scaling(agent, args.seeds, args.timing_updates))
         print(doc["seed_scaling"][-1], flush=True)
     out.write_text(json.dumps(doc, indent=1))

@@ -12,6 +12,11 @@ collection):
                     -> DQN step on the batch_size imagined transitions, continuation-weighted
     every target_update_every updates: copy the Q-network into the target network
 
+With ``model_first_updates = n > 0`` the model agent instead takes n model steps first (32 samples
+each) and then keeps the model fixed while Q learns on its rollouts: Section 2's protocol ("We
+train the model on transitions from the dataset and subsequently train the action-value function on
+model rollouts"). ``n = 0`` interleaves one model step per update, as the online code does.
+
 So every agent's Q step sees the same number of transitions (the paper controls it). Networks are
 3 x 200 ELU, gamma 0.9, AdamW (betas 0.9 / 0.99, eps 1e-5, decoupled weight decay 1e-6 per step
 as the official code: ``x <- x - lr adam - 1e-6 x``), model step size 2e-4 (REFERENCE 4.3).
@@ -29,7 +34,7 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from jsonargparse.typing import PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict
 from torch import Tensor
 
@@ -63,6 +68,7 @@ class OfflineDynaDQN(pl.LightningModule):
         temperature: PositiveFloat = 1.0,
         target_update_every: PositiveInt = 100,
         log_every: PositiveInt = 500,
+        model_first_updates: NonNegativeInt = 0,
     ) -> None:
         check_arguments(OfflineDynaDQN, locals())
         super().__init__()
@@ -78,6 +84,7 @@ class OfflineDynaDQN(pl.LightningModule):
         self.model = BernoulliModel(self.seed_list, grid3x3.OBS_DIM, grid3x3.NUM_ACTIONS, hidden) if agent == "model" else None
         self.generators = [seeded_generator(s, GENERATOR_STREAM) for s in self.seed_list]
         self.updates_done = 0
+        self.model_steps = 0
         hp = self.hparams
         self.n_starts = hp.batch_size // rollout_length if agent == "model" else 0
         self.n_sampled = max(model_batch_size, self.n_starts) if agent == "model" else batch_size
@@ -113,6 +120,32 @@ class OfflineDynaDQN(pl.LightningModule):
         loss.backward()
         opt.step()
 
+    def _model_step(self, real: TensorDict) -> dict[str, Tensor]:
+        losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
+                                 real[keys.NEXT_OBSERVATION], real[keys.TERMINATED])
+        self._step("model", sum(losses[k].sum() for k in losses.keys()))
+        self.model_steps += 1
+        return {k: v.detach() for k, v in losses.items()}
+
+    def fit_model(self, steps: int) -> dict[str, Tensor]:
+        """``steps`` model steps, each on ``model_batch_size`` transitions per seed; the last losses."""
+        n_data, logs = len(self.data), {}
+        for _ in range(steps):
+            index = (self._uniforms(self.hparams.model_batch_size) * n_data).long().clamp_max(n_data - 1)
+            logs = self._model_step(self.data.to(self.device)[index])
+        return logs
+
+    @torch.no_grad()
+    def model_accuracy(self) -> Tensor:
+        """``[S]``: the fraction of the evaluation layouts' non-terminal transitions (all of them, seen in
+        training or not) whose most likely next agent cell under the model is the true one (the paper's
+        footnote 3 checks the same)."""
+        data = torch.cat([grid3x3.transitions(layout) for layout in grid3x3.EVALUATION_LAYOUTS]).to(self.device)
+        data = data[~data[keys.TERMINATED]]
+        obs = data[keys.OBSERVATION].expand(len(self.seed_list), *data[keys.OBSERVATION].shape)
+        _, _, logits = self.model(obs, data[keys.ACTION].expand(len(self.seed_list), len(data)))
+        return (logits[..., : grid3x3.CELLS].argmax(-1) == data["next_cell"]).float().mean(-1)
+
     def update(self) -> dict[str, Tensor]:
         """One update of every seed; returns per-seed losses ``[S]``."""
         hp, n_data = self.hparams, len(self.data)
@@ -124,11 +157,10 @@ class OfflineDynaDQN(pl.LightningModule):
         if self.model is None:
             batch = sample
         else:
-            real = sample[:, : hp.model_batch_size]
-            model_losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
-                                           real[keys.NEXT_OBSERVATION], real[keys.TERMINATED])
-            self._step("model", sum(model_losses[k].sum() for k in model_losses.keys()))
-            logs.update({k: v.detach() for k, v in model_losses.items()})
+            if hp.model_first_updates == 0:
+                logs.update(self._model_step(sample[:, : hp.model_batch_size]))
+            elif self.model_steps == 0:
+                self.fit_model(hp.model_first_updates)
             shape = (len(self.seed_list), hp.rollout_length, self.n_starts, grid3x3.NUM_ACTIONS + grid3x3.OBS_DIM)
             batch = dyna_dqn.imagine(self.model, self.q, sample[:, : self.n_starts][keys.OBSERVATION],
                                      hp.rollout_length, hp.temperature, u[:, self.n_sampled:].reshape(shape))

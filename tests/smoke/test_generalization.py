@@ -30,8 +30,12 @@ def test_offline_dyna_fits_under_a_trainer(agent, tmp_path) -> None:
 
 def test_benchmark_writes_results_and_figure(tmp_path) -> None:
     out = tmp_path / "g.json"
-    generalization_3x3.main(["--seeds", "2", "--updates", "3", "--only", "single_cell", "--timing_updates", "1", "--out", str(out)])
+    generalization_3x3.main(["--seeds", "2", "--updates", "3", "--only", "single_cell", "--timing_updates", "1", "--model_first_updates", "2", "--out", str(out)])
     doc = json.loads(out.read_text())
     assert [(r["coverage"], r["agent"]) for r in doc["runs"]] == [("single_cell", a) for a in generalization_3x3.AGENTS]
     assert all(len(r["cells"]) == 12 for r in doc["runs"]) and len(doc["seed_scaling"]) == 3
     assert out.with_suffix(".png").stat().st_size > 0
+    model_runs = [r for r in doc["runs"] if r["agent"] != "er"]
+    assert all(r["model_first_updates"] == 2 and len(r["model_position_accuracy"]) == 2 for r in model_runs)
+    # model-10 reuses model-1's fit: the same model accuracy per seed
+    assert model_runs[0]["model_position_accuracy"] == model_runs[1]["model_position_accuracy"]
