@@ -220,3 +220,19 @@ def test_bad_arguments_are_one_line_config_errors() -> None:
         OfflineDynaDQN(batch_size=25)
     with pytest.raises(ConfigError, match="coverage"):
         OfflineDynaDQN(coverage="everything")
+
+
+def test_model_first_fits_then_freezes_the_model() -> None:
+    kwargs = dict(agent="model", seeds=2, hidden=(8,), batch_size=20, rollout_length=10, model_first_updates=5)
+    agent = OfflineDynaDQN(**kwargs).standalone()
+    m0 = [p.clone() for p in agent.model.parameters()]
+    agent.update()
+    assert agent.model_steps == 5 and agent.updates_done == 1
+    fitted = [p.clone() for p in agent.model.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(m0, fitted))
+    for _ in range(3):
+        agent.update()
+    assert agent.model_steps == 5 and all(torch.equal(a, b) for a, b in zip(fitted, agent.model.parameters()))
+    # model_accuracy: [S] fractions of the 60 - 2 non-terminal evaluation transitions (one enters the goal per layout)
+    acc = agent.model_accuracy()
+    assert acc.shape == (2,) and ((acc * 58).round() == acc * 58).all()
