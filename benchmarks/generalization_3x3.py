@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="keep finished configurations of --out")
     args = parser.parse_args(argv)
     out = RESULTS.__class__(args.out)
-    doc = {"commit": commit(), "machine": machine(), "settings": vars(args), "runs": [], "seed_scaling": []}
+    doc = {"benchmark": "generalization_3x3", "commit": commit(), "machine": machine(), "settings": vars(args),
+           "runs": [], "seed_scaling": []}
     if args.resume and out.exists():
         doc["runs"] = json.loads(out.read_text())["runs"]
     for other in args.merge:
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         doc["seed_scaling"].append(seed_scaling(agent, args.seeds, args.timing_updates))
         print(doc["seed_scaling"][-1], flush=True)
     out.write_text(json.dumps(doc, indent=1))
-    plot(doc["runs"], out.with_suffix(".png"))
+    if doc["runs"]:
+        plot(doc["runs"], out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Online ER-DQN and Dyna-DQN with a learned or a perfect model, S seeds as one batched run: the
-online experiments of paper 001 (Young et al. 2023, Sections 3-4, Figures 3-4) on ProcMaze,
+"""Online ER-DQN and Dyna-DQN with a learned (simple or latent-space) or a perfect model, S seeds as one
+batched run: the online experiments of paper 001 (Young et al. 2023, Sections 3-4, Figures 3-4) on ProcMaze,
 ButtonGrid and PanFlute (``envs.gridworlds``).
 
 One ``training_step`` (:meth:`DynaDQN.step`) is one env step of every seed:
@@ -16,17 +16,26 @@ One ``training_step`` (:meth:`DynaDQN.step`) is one env step of every seed:
                          -> DQN step on the imagined transitions, continuation-weighted
         agent "perfect": batch_size / rollout_length sampled *env states* -> rollouts with the
                          true dynamics (``core.transition``), weight 0 after a terminal -> DQN step
+        agents "categorical", "gaussian" (latent models, ``models.latent_model``): as "simple", but
+                         the model is a latent-space model and Q lives in its latent space: the
+                         rollouts start from the encoder's sampled latents of the real observations
+                         and step the model's prior; the DQN step is on imagined latent transitions
     every target_update_every env steps: copy Q into the target network
     every eval_every env steps: greedy evaluation (:meth:`DynaDQN.evaluate`), logged per seed
 
-So each agent's Q step sees batch_size (320) transitions. Networks are 3 x 200 ELU, gamma 0.9,
+So each agent's Q step sees batch_size (320) transitions. Latent agents, as in the official code
+(``train_latent_model_DQN.py``), have no Q step on real data: Q's input is the latent (``latent_dim``
+long), and in the env (acting and evaluation) Q sees a latent sampled from the encoder
+(:meth:`DynaDQN.q_input`, drawn from the seed's ``generators`` / ``eval_generators``); the model
+is trained on the sampled real transitions and the rollouts start from the first batch_size /
+rollout_length of them, as for "simple". Networks are 3 x 200 ELU, gamma 0.9,
 AdamW (betas 0.9 / 0.99, eps 1e-5, decoupled weight decay ``x <- x - lr adam - 1e-6 x``), model step
 size 2e-4 (REFERENCE 4.3). The defaults are the high-data regime with the simple model on ProcMaze
 size 4 (tuned step size 2e-4, temperature 0.8); :data:`REGIMES` and :data:`TUNED` hold the other
 settings of REFERENCE 4.3.
 
 Seeds: ``seeds`` consecutive seeds from ``seed``. Seed ``s`` has its own initial parameters
-(``models.mlp.seeded_members_``, streams 0-3) and three generators of its own: ``generators``
+(``models.mlp.seeded_members_``, streams 0-8) and three generators of its own: ``generators``
 (behaviour actions, replay sampling, rollouts), ``env_generators`` (its training envs: step noise
 and resets) and ``eval_generators`` (evaluation envs, so that evaluating never changes training).
 AdamW is elementwise, so seed ``s`` follows the path of a run of that seed alone (to float rounding
@@ -37,8 +46,7 @@ they are binary), written at the same slots for all seeds (``envs_per_seed`` slo
 a sample reads only the filled part. Memory is allocated uninitialised (``torch.empty``), so pages are
 committed as they are written.
 
-Optimizers by name: ``q`` and, for the simple model, ``model``. Latent models (the paper's
-categorical and Gaussian Dreamer-like models) are not implemented here (a later task).
+Optimizers by name: ``q`` and, for the learned models (simple, categorical, gaussian), ``model``.
 """
 
 from __future__ import annotations
@@ -55,15 +63,18 @@ from torch import Tensor
 from lightning_mbrl import keys
 from lightning_mbrl.envs.gridworlds import GridworldCore, make_core
 from lightning_mbrl.errors import ConfigError, check_arguments
+from lightning_mbrl.models.latent_model import LatentModel
 from lightning_mbrl.models.mlp import BatchedMLP, seeded_members_
 from lightning_mbrl.models.simple_model import BernoulliModel
 from lightning_mbrl.models.utils import adamw, seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 from lightning_mbrl.objectives.dyna_dqn import softmax_actions
 
-Agent = Literal["er", "simple", "perfect"]
+Agent = Literal["er", "simple", "perfect", "categorical", "gaussian"]
+#: The agents whose Q-network works on a latent-space model's latents.
+LATENT_AGENTS = ("categorical", "gaussian")
 #: ``models.utils.seeded_generator(seed, stream)`` streams of a seed's generators (``seeded_members_``
-#: uses 0-3 for the networks).
+#: uses 0-8 for the networks).
 AGENT_STREAM, ENV_STREAM, EVAL_STREAM = 100, 101, 102
 #: Replay key of the env state before the step (agent "perfect"): the core's state TensorDict.
 ENV_STATE = "env_state"
@@ -84,6 +95,12 @@ TUNED: dict[tuple[str, str, str], tuple[float, float]] = {
     ("perfect", "procmaze", "high"): (1e-4, 0.4), ("perfect", "procmaze", "low"): (4e-4, 0.4),
     ("perfect", "buttongrid", "high"): (2e-4, 0.0125), ("perfect", "buttongrid", "low"): (2e-4, 0.0125),
     ("perfect", "panflute", "high"): (2e-4, 0.1), ("perfect", "panflute", "low"): (1e-4, 0.1),
+    ("categorical", "procmaze", "high"): (2e-4, 1.6), ("categorical", "procmaze", "low"): (1e-4, 0.8),
+    ("categorical", "buttongrid", "high"): (1e-4, 0.05), ("categorical", "buttongrid", "low"): (2e-4, 0.1),
+    ("categorical", "panflute", "high"): (8e-4, 0.05), ("categorical", "panflute", "low"): (1.6e-3, 0.05),
+    ("gaussian", "procmaze", "high"): (3.125e-6, 12.8), ("gaussian", "procmaze", "low"): (3.125e-6, 0.8),
+    ("gaussian", "buttongrid", "high"): (1.25e-5, 0.1), ("gaussian", "buttongrid", "low"): (2.5e-5, 0.8),
+    ("gaussian", "panflute", "high"): (2e-4, 0.1), ("gaussian", "panflute", "low"): (2e-4, 0.1),
 }
 
 
@@ -153,16 +170,21 @@ class DynaDQN(pl.LightningModule):
         self.automatic_optimization = False
         self.seed_list = list(range(seed, seed + seeds))
         core = self.core
-        self.q = seeded_members_(BatchedMLP(seeds, core.obs_dim, hidden, core.num_actions, "elu"), self.seed_list)
+        model: BernoulliModel | LatentModel | None = None
+        if agent == "simple":
+            model = BernoulliModel(self.seed_list, core.obs_dim, core.num_actions, hidden)
+        elif agent in LATENT_AGENTS:
+            model = LatentModel(self.seed_list, core.obs_dim, core.num_actions, agent, hidden)
+        q_in = model.latent_dim if agent in LATENT_AGENTS else core.obs_dim
+        self.q = seeded_members_(BatchedMLP(seeds, q_in, hidden, core.num_actions, "elu"), self.seed_list)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.model = (BernoulliModel(self.seed_list, core.obs_dim, core.num_actions, hidden)
-                      if agent == "simple" else None)
+        self.model = model
         self.generators = [seeded_generator(s, AGENT_STREAM) for s in self.seed_list]
         self.env_generators = [seeded_generator(s, ENV_STREAM) for s in self.seed_list]
         self.eval_generators = [seeded_generator(s, EVAL_STREAM) for s in self.seed_list]
         self.n_starts = batch_size // rollout_length if agent != "er" else 0
-        self.n_sampled = {"er": batch_size, "simple": max(model_batch_size, self.n_starts),
-                          "perfect": self.n_starts}[agent]
+        self.n_sampled = self.n_starts if agent == "perfect" else (
+            batch_size if agent == "er" else max(model_batch_size, self.n_starts))
         #: Env states ``[S, envs_per_seed]`` and replay ``[S, buffer_size]``, made at the first step.
         self.env_state: TensorDict | None = None
         self.replay: TensorDict | None = None
@@ -195,9 +217,25 @@ class DynaDQN(pl.LightningModule):
         return self
 
     # ------------------------------------------------------------------ per-seed randomness
-    def _uniforms(self, n: int) -> Tensor:
-        """``[S, n]`` uniforms, row ``s`` from seed ``s``'s agent generator alone."""
-        return torch.stack([torch.rand(n, generator=g) for g in self.generators]).to(self.device)
+    def _uniforms(self, n: int, generators: list[torch.Generator] | None = None) -> Tensor:
+        """``[S, n]`` uniforms, row ``s`` from seed ``s``'s agent generator (or ``generators[s]``) alone."""
+        generators = self.generators if generators is None else generators
+        return torch.stack([torch.rand(n, generator=g) for g in generators]).to(self.device)
+
+    @property
+    def latent_noise_dim(self) -> int:
+        """Uniforms per encoded observation: the latent model's ``noise_dim``, 0 for the other agents."""
+        return self.model.noise_dim if self.hparams.agent in LATENT_AGENTS else 0
+
+    def q_input(self, observation: Tensor, uniform: Tensor | None) -> Tensor:
+        """What Q sees of real observations ``[S, *B, D]``: the observations themselves, or for latent
+        agents a latent sampled from the encoder with ``uniform [S, *B, latent_noise_dim]`` (the
+        official agent acts on a sampled latent)."""
+        if self.hparams.agent not in LATENT_AGENTS:
+            return observation
+        S, D = observation.shape[0], observation.shape[-1]
+        latent = self.model.features(observation.reshape(S, -1, D), uniform.reshape(S, -1, uniform.shape[-1]))
+        return latent.reshape(*observation.shape[:-1], latent.shape[-1])
 
     def _noise(self, shape: tuple[int, ...], generators: list[torch.Generator]) -> TensorDict:
         """``core.sample_noise`` of shape ``[S, *shape]``, row ``s`` from ``generators[s]`` alone."""
@@ -259,7 +297,8 @@ class DynaDQN(pl.LightningModule):
         S, E, A = len(self.seed_list), self.hparams.envs_per_seed, self.core.num_actions
         state = self.env_state
         obs = self.core.observation(state)
-        action = softmax_actions(self.q(obs), self.hparams.temperature, self._uniforms(E * A).reshape(S, E, A))
+        u = self._uniforms(E * (A + self.latent_noise_dim)).reshape(S, E, -1)
+        action = softmax_actions(self.q(self.q_input(obs, u[..., A:])), self.hparams.temperature, u[..., :A])
         next_state, reward, terminated = self.core.transition(state, action, self._noise((E,), self.env_generators))
         transition = TensorDict({keys.OBSERVATION: obs, keys.ACTION: action, keys.REWARD: reward,
                                  keys.TERMINATED: terminated, keys.NEXT_OBSERVATION: self.core.observation(next_state),
@@ -285,7 +324,10 @@ class DynaDQN(pl.LightningModule):
         """One update of every seed; returns per-seed losses ``[S]``."""
         hp, core = self.hparams, self.core
         S, A, D, L, N = len(self.seed_list), core.num_actions, core.obs_dim, hp.rollout_length, self.n_starts
-        n_roll = {"er": 0, "simple": L * N * (A + D), "perfect": L * N * A}[hp.agent]
+        Z, M = self.latent_noise_dim, hp.model_batch_size
+        n_latent = (M + N) * Z + L * N * (A + Z)  # model-loss latents, start latents, rollout steps
+        n_roll = {"er": 0, "simple": L * N * (A + D), "perfect": L * N * A,
+                  "categorical": n_latent, "gaussian": n_latent}[hp.agent]
         u = self._uniforms(self.n_sampled + n_roll)
         sample = self.sample(u[:, : self.n_sampled])  # [S, n_sampled]
         logs: dict[str, Tensor] = {}
@@ -299,6 +341,18 @@ class DynaDQN(pl.LightningModule):
             logs.update({k: v.detach() for k, v in model_losses.items()})
             batch = dyna_dqn.imagine(self.model, self.q, sample[:, :N][keys.OBSERVATION], L, hp.temperature,
                                      u[:, self.n_sampled:].reshape(S, L, N, A + D))
+        elif hp.agent in LATENT_AGENTS:  # the same, in latent space: Q never sees a real transition
+            real, u_model = sample[:, :M], u[:, self.n_sampled:]
+            model_losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
+                                           real[keys.NEXT_OBSERVATION], real[keys.TERMINATED],
+                                           u_model[:, : M * Z].reshape(S, M, Z))
+            self._step("model", sum(model_losses[k].sum() for k in model_losses.keys()))
+            logs.update({k: v.detach() for k, v in model_losses.items()})
+            with torch.no_grad():
+                start = self.model.features(sample[:, :N][keys.OBSERVATION],
+                                            u_model[:, M * Z: (M + N) * Z].reshape(S, N, Z))
+            batch = dyna_dqn.imagine(self.model, self.q, start, L, hp.temperature,
+                                     u_model[:, (M + N) * Z:].reshape(S, L, N, A + Z))
         else:  # perfect: the true dynamics from the stored env states
             noise = self._noise((L, N), self.generators)
             batch = true_rollout(core, self.q, sample[:, :N][ENV_STATE], L, hp.temperature,
@@ -339,10 +393,13 @@ class DynaDQN(pl.LightningModule):
         hp, core = self.hparams, self.core
         state = self._reset((hp.eval_episodes,), self.eval_generators)  # [S, N]
         noise = self._noise((hp.eval_steps, hp.eval_episodes), self.eval_generators)  # [S, T, N]
+        Z = self.latent_noise_dim  # latent agents: the encoder's draws [S, T, N, Z] (none for the others)
+        u = self._uniforms(hp.eval_steps * hp.eval_episodes * Z, self.eval_generators).reshape(
+            len(self.seed_list), hp.eval_steps, hp.eval_episodes, Z) if Z else None
         total = torch.zeros(state.batch_size, device=self.device)
         running = torch.ones(state.batch_size, dtype=torch.bool, device=self.device)
         for t in range(hp.eval_steps):
-            action = self.q(core.observation(state)).argmax(-1)
+            action = self.q(self.q_input(core.observation(state), u[:, t] if Z else None)).argmax(-1)
             state, reward, terminated = core.transition(state, action, noise[:, t])
             total += reward * running
             running &= ~terminated
