@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 
 import torch
@@ -154,13 +155,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_first_updates", type=int, default=3000,
                         help="model steps before the Q updates (then the model is fixed; 0: interleaved)")
     parser.add_argument("--merge", nargs="*", default=[], help="result files whose runs count as done")
-    parser.add_argument("--only", nargs="*", default=None, help="coverages and/or agents to run")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="coverages and/or agents to run (both given: those agents on those coverages)")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--timing_updates", type=int, default=20,
                         help="updates per timing repeat of the seed-scaling measurement (0: skip it)")
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the result JSON on stdout (progress on stderr) and write no file "
+                             "(python -m benchmarks.reproduce runs it so)")
     parser.add_argument("--resume", action="store_true", help="keep finished configurations of --out")
     args = parser.parse_args(argv)
     out = RESULTS.__class__(args.out)
+    log = sys.stderr if args.stdout else sys.stdout
     doc = {"benchmark": "generalization_3x3", "commit": commit(), "machine": machine(), "settings": vars(args),
            "runs": [], "seed_scaling": []}
     if args.resume and out.exists():
@@ -168,11 +174,16 @@ def main(argv: list[str] | None = None) -> None:
     for other in args.merge:
         doc["runs"] += json.loads(RESULTS.__class__(other).read_text())["runs"]
     done = {(r["coverage"], r["agent"]) for r in doc["runs"]}
-    for coverage in grid3x3.COVERAGES:
+    only = args.only or []
+    unknown = set(only) - set(grid3x3.COVERAGES) - set(AGENTS)
+    if unknown:
+        parser.error(f"--only takes coverages ({', '.join(grid3x3.COVERAGES)}) and agents ({', '.join(AGENTS)}), "
+                     f"got {', '.join(sorted(unknown))}")
+    coverages = [c for c in grid3x3.COVERAGES if c in only] or list(grid3x3.COVERAGES)
+    agents = [a for a in AGENTS if a in only] or list(AGENTS)
+    for coverage in coverages:
         fitted = None
-        for agent in AGENTS:
-            if args.only and coverage not in args.only and agent not in args.only:
-                continue
+        for agent in agents:
             if (coverage, agent) in done:
                 continue
             run, fitted = run_one(coverage, agent, args.seeds, args.updates, args.lr, args.temperature,
@@ -181,11 +192,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{coverage:15s} {agent:9s} {'pass' if run['passes'] else 'FAIL'} (paper: "
                   f"{'pass' if run['predicted_pass'] else 'fail'})  min cell {min(c['fraction_correct'] for c in run['cells']):.2f}"
                   f"  {run['ms_per_update']:.0f} ms/update, model position accuracy "
-                  f"{run['model_position_accuracy'] and min(run['model_position_accuracy'])}", flush=True)
-            out.write_text(json.dumps(doc, indent=1))
+                  f"{run['model_position_accuracy'] and min(run['model_position_accuracy'])}", file=log, flush=True)
+            if not args.stdout:
+                out.write_text(json.dumps(doc, indent=1))
     for agent in AGENTS if args.timing_updates > 0 else ():
         doc["seed_scaling"].append(seed_scaling(agent, args.seeds, args.timing_updates))
-        print(doc["seed_scaling"][-1], flush=True)
+        print(doc["seed_scaling"][-1], file=log, flush=True)
+    if args.stdout:
+        print(json.dumps(doc))
+        return
     out.write_text(json.dumps(doc, indent=1))
     if doc["runs"]:
         plot(doc["runs"], out.with_suffix(".png"))

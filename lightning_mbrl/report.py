@@ -503,6 +503,53 @@ class BenchmarkExact:
         return Measured(est, f"{share:.0%} match: {text}", f"{len(rows)} (exact)", used=results)
 
 
+@dataclass(frozen=True)
+class PredictionsHold:
+    """Paper 001's 3x3 experiment (``benchmarks.generalization_3x3``): on one dataset (``coverage``), the share of
+    agents whose verdict by the majority rule (fail: in some cell most seeds pick a wrong greedy action) is the
+    paper's prediction; exact (no interval: the verdicts are the paper's statistic), with the seeds it used."""
+
+    coverage: str
+    benchmark: str = "generalization_3x3"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        results = [(r, [run for run in r.data.get("runs", []) if run.get("coverage") == self.coverage])
+                   for r in found.results.get(self.benchmark, [])]
+        results = [(r, runs) for r, runs in results if runs]
+        if not results:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result for {self.coverage}")
+        result, runs = max(results, key=lambda item: (item[1][0]["seeds"], len(item[1])))  # the most seeds
+        share = sum(run["passes"] == run["predicted_pass"] for run in runs) / len(runs)
+        text = ", ".join(f"{run['agent']} {'pass' if run['passes'] else 'fail'} (min cell "
+                         f"{min(c['fraction_correct'] for c in run['cells']):.2f})" for run in runs)
+        seeds = f"{runs[0]['seeds']} x {len(runs)} agents ({runs[0]['updates']:,} updates)"
+        return Measured(Estimate("exact", share, share, share, len(runs)), f"{share:.0%} as predicted: {text}", seeds,
+                        used=[result])
+
+
+@dataclass(frozen=True)
+class ModelPositionAccuracy:
+    """Paper 001's footnote 3: the fitted simple model's most likely next agent cell is right on the evaluation
+    layouts' transitions (all of them, in the data or not); mean over seeds with its interval."""
+
+    coverage: str
+    benchmark: str = "generalization_3x3"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        per_seed = [run["model_position_accuracy"] for r in found.results.get(self.benchmark, [])
+                    for run in r.data.get("runs", []) if run.get("coverage") == self.coverage
+                    and run.get("model_position_accuracy")]
+        used = [r for r in found.results.get(self.benchmark, []) if any(
+            run.get("coverage") == self.coverage and run.get("model_position_accuracy") for run in r.data.get("runs", []))]
+        if not per_seed:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} model fit for {self.coverage}")
+        scores = np.asarray(max(per_seed, key=len), dtype=float)
+        est = stats.estimate(scores, "mean", reps=reps, seed=seed)
+        return Measured(est, f"{est.value:.1%} [{est.low:.1%}, {est.high:.1%}]", f"{len(scores)}", used=used[:1])
+
+
 # ============================================================================================ rules
 @dataclass(frozen=True)
 class Rule:
@@ -538,6 +585,8 @@ def contains(x: float, what: str) -> Rule:
 
 # ============================================================================================ claims
 PAPERS = {
+    "001": "The Benefits of Model-Based Generalization in Reinforcement Learning (Young, Ramesh, Kirsch and "
+           "Schmidhuber 2023)",
     "002": "MBPO: When to Trust Your Model: Model-Based Policy Optimization (Janner et al. 2019)",
     "000": "BOOTS / MBSAC: On the Expressivity of Neural Networks for Deep Reinforcement Learning "
            "(Dong, Luo, Yu, Finn and Ma 2020)",
@@ -567,6 +616,28 @@ _IP_MBPO = FramesTo("mbpo_invertedpendulum", threshold=950, budget=5_000, seeds=
 _IP_SAC = FramesTo("sac_invertedpendulum", threshold=950, budget=15_000, seeds=5)
 
 CLAIMS: tuple[Claim, ...] = (
+    # ---------------------------------------------------------------- paper 001, model-based generalization
+    Claim("001", "grid3x3_all_evaluation",
+          "3x3 grid, All-Evaluation data: ER-DQN and the simple model with 1- and 10-step rollouts all pass",
+          "all agents pass (Figure 1, 30 seeds)",
+          PredictionsHold("all_evaluation"), at_least(1.0, "every agent as predicted"), ("generalization_3x3",)),
+    Claim("001", "grid3x3_path_to_goal",
+          "3x3 grid, Path-to-Goal data: ER-DQN fails, both model agents pass",
+          "ER fails, model-1 and model-10 pass (Figure 1, 30 seeds)",
+          PredictionsHold("path_to_goal"), at_least(1.0, "every agent as predicted"), ("generalization_3x3",)),
+    Claim("001", "grid3x3_single_cell",
+          "3x3 grid, Single-Cell data: only the 10-step model passes",
+          "only model-10 passes (Figure 1, 30 seeds)",
+          PredictionsHold("single_cell"), at_least(1.0, "every agent as predicted"), ("generalization_3x3",)),
+    Claim("001", "grid3x3_no_evaluation",
+          "3x3 grid, No-Evaluation data: every agent fails",
+          "all agents fail (Figure 1, 30 seeds)",
+          PredictionsHold("no_evaluation"), at_least(1.0, "every agent as predicted"), ("generalization_3x3",)),
+    Claim("001", "grid3x3_model_near_perfect",
+          "3x3 grid, Path-to-Goal data: the simple model predicts the next agent cell of every evaluation-layout "
+          "transition (mean over seeds)",
+          "near perfect (footnote 3)",
+          ModelPositionAccuracy("path_to_goal"), at_least(0.95, "95%"), ("generalization_3x3",)),
     # ---------------------------------------------------------------- paper 002, MBPO
     Claim("002", "mbpo_invertedpendulum_950",
           "MBPO reaches return 950 on InvertedPendulum-v5 within ~5k frames (10 deterministic episodes every 250)",
@@ -760,6 +831,9 @@ _PIECE_STATS = {m: ("stats", "--method", m, "--n", "1000", "--horizon", "10", "-
 JOBS: tuple[Job, ...] = (
     Job("pwl_def41", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _DEF41, "paper": _DEF41}),
     Job("pwl_stats", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _PIECE_STATS, "paper": _PIECE_STATS}),
+    Job("generalization_3x3", "benchmarks.generalization_3x3", {"reduced": (), "paper": ()},
+        variants={"reduced": {"seeds10": ("--seeds", "10", "--updates", "2000", "--timing_updates", "0", "--stdout")},
+                  "paper": {"seeds30": ("--seeds", "30", "--updates", "2000", "--timing_updates", "0", "--stdout")}}),
     Job("sac_pendulum_boots", "recipes.sac_pendulum", {"reduced": _BOOTS_PENDULUM, "paper": _BOOTS_PENDULUM},
         seeds={"reduced": 3, "paper": 5}, frames={"reduced": 8_000, "paper": 8_000}, checkpoint_every=2_000),
     # tests/learning/test_mbpo_invertedpendulum.py's protocol; SAC is the plain SAC there (sac_pendulum's YAML

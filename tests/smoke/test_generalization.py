@@ -39,3 +39,13 @@ def test_benchmark_writes_results_and_figure(tmp_path) -> None:
     assert all(r["model_first_updates"] == 2 and len(r["model_position_accuracy"]) == 2 for r in model_runs)
     # model-10 reuses model-1's fit: the same model accuracy per seed
     assert model_runs[0]["model_position_accuracy"] == model_runs[1]["model_position_accuracy"]
+
+
+def test_benchmark_stdout_mode_prints_json_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never.json"
+    generalization_3x3.main(["--seeds", "1", "--updates", "2", "--only", "no_evaluation", "er", "--timing_updates", "0",
+                             "--stdout", "--out", str(out)])
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["benchmark"] == "generalization_3x3" and [r["agent"] for r in doc["runs"]] == ["er"]
+    assert "no_evaluation" in captured.err and not out.exists()

@@ -214,3 +214,37 @@ def test_rules_judge_the_interval_not_the_point():
     assert below(3.1, "3.1").decide(est) and not below(3.0, "3").decide(est)
     assert overlaps(3.0, 9.0, "x").decide(est) and not overlaps(3.5, 9.0, "x").decide(est)
     assert contains(1.0, "1").decide(est) and not contains(3.5, "3.5").decide(est)
+
+
+def _grid_run(coverage, agent, passes, predicted, min_cell, accuracy=None):
+    cells = [{"layout": 0, "cell": c, "correct_action": 0, "fraction_correct": 1.0} for c in range(11)]
+    cells.append({"layout": 1, "cell": 8, "correct_action": 2, "fraction_correct": min_cell})
+    return {"coverage": coverage, "agent": agent, "seeds": 4, "updates": 2000, "passes": passes,
+            "predicted_pass": predicted, "cells": cells, "model_position_accuracy": accuracy}
+
+
+def test_paper_001_predictions_and_model_accuracy(tmp_path):
+    from lightning_mbrl.report import ModelPositionAccuracy, PredictionsHold
+
+    folder = tmp_path / "runs" / "generalization_3x3"
+    folder.mkdir(parents=True)
+    runs = [_grid_run("path_to_goal", "er", False, False, 0.0),
+            _grid_run("path_to_goal", "model-1", True, True, 0.75, [1.0, 1.0, 0.98, 0.98]),
+            _grid_run("path_to_goal", "model-10", True, True, 0.5, [1.0, 1.0, 0.98, 0.98]),
+            _grid_run("single_cell", "er", False, False, 0.0),
+            _grid_run("single_cell", "model-1", True, False, 0.5)]  # predicted to fail, passes
+    (folder / "seeds4.json").write_text(json.dumps({"benchmark": "generalization_3x3", "variant": "seeds4",
+                                                    "commit": "feed123", "runs": runs}))
+    claims = [Claim("001", name, name, "x", PredictionsHold(coverage), at_least(1.0, "all"), ("generalization_3x3",))
+              for name, coverage in (("ptg", "path_to_goal"), ("single", "single_cell"), ("none", "no_evaluation"))]
+    claims.append(Claim("001", "acc", "acc", "x", ModelPositionAccuracy("path_to_goal"), at_least(0.95, "95%"),
+                        ("generalization_3x3",)))
+    md_path, rows = write([tmp_path / "runs"], tmp_path / "report", claims)
+    assert [r.verdict for r in rows] == ["agree", "disagree", "not run (no generalization_3x3 result for no_evaluation)",
+                                         "agree"]
+    assert rows[0].measured.text == ("100% as predicted: er fail (min cell 0.00), model-1 pass (min cell 0.75), "
+                                     "model-10 pass (min cell 0.50)")
+    assert rows[1].measured.estimate.value == 0.5 and rows[0].measured.seeds == "4 x 3 agents (2,000 updates)"
+    # mean of 1, 1, 0.98, 0.98; with 4 seeds the interval's lower end is above 0.95 (the rule judges it)
+    assert rows[3].measured.estimate.value == pytest.approx(0.99) and rows[3].measured.estimate.low >= 0.98
+    assert cells(row_of(md_path.read_text(), "ptg"))[7] == "feed123"
