@@ -4,8 +4,8 @@ trained policy does not lower its return (paper 004, Table 1's direction); 3 see
 
 Protocol: the MBPO learning test's (``test_mbpo_invertedpendulum.py``): both agents start from 500
 random frames and are evaluated every 250 frames with 10 deterministic episodes (maximum return
-1000); SAC runs up to 15,000 frames, and if it never reaches 950, 15,000 is a lower bound on its
-frames. MAAC runs ``recipes/maac_invertedpendulum`` (the MAAC code's values, and MBPO's for what that
+1000). SAC runs to 3x the frames MAAC needed on the same seed (at most 9,000): the claim is only that
+it has not reached 950 by then. MAAC runs ``recipes/maac_invertedpendulum`` (the MAAC code's values, and MBPO's for what that
 sweep lacks: 500 random frames, epochs of 250 frames, Polyak after every update; target entropy
 -|A| as in the MAAC code, since MBPO's -0.05 made the temperature run away, docs/maac.md), with ``callbacks.MPCEval`` (CEM seeded
 by the policy on MAAC's ensemble, terminal min-Q) on the same 10 evaluation starts at 3,000 frames.
@@ -28,7 +28,7 @@ from lightning_mbrl.algos.sac import SAC
 from lightning_mbrl.cli import run_recipe
 
 THRESHOLD = 950.0
-MAAC_FRAMES, SAC_FRAMES = 3_000, 15_000
+MAAC_FRAMES = 3_000
 MPC_TOLERANCE = 10.0
 COMMON = ["--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false",
           "--eval.every_frames=250", "--eval.episodes=10"]
@@ -44,7 +44,7 @@ def frames_to_threshold(curve: list[tuple[int, float]]) -> int | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # a seed (MAAC 3k frames with MPC, then SAC 15k) takes ~25 min alone on a core
+@pytest.mark.timeout(5400)  # a seed (MAAC 3k frames with MPC, then SAC <= 9k) takes ~25 min alone on a core
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp):
     maac = maac_recipe.main([
@@ -54,8 +54,10 @@ def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp):
     ])
     maac_curve, mpc_curve = curve_of(maac), curve_of(maac, "eval/mpc/return")
     maac_hit = frames_to_threshold(maac_curve)
+    assert maac_hit is not None and maac_hit <= MAAC_FRAMES, f"MAAC never reached {THRESHOLD}: {maac_curve}"
+    # SAC only has to be shown not to reach the threshold before 3x MAAC's frames: it runs that far.
     sac = run_recipe(SAC, None, ["fit", "--model.env=InvertedPendulum-v5", f"--model.seed={seed}",
-                                 f"--model.max_frames={SAC_FRAMES}", "--model.init_random_frames=500", *COMMON])
+                                 f"--model.max_frames={3 * maac_hit}", "--model.init_random_frames=500", *COMMON])
     sac_curve = curve_of(sac)
     sac_hit = frames_to_threshold(sac_curve)
     policy_final = dict(maac_curve)[MAAC_FRAMES]
@@ -65,6 +67,5 @@ def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp):
     print("  MAAC " + ", ".join(f"{f}:{r:.0f}" for f, r in maac_curve))
     print("  SAC  " + ", ".join(f"{f}:{r:.0f}" for f, r in sac_curve))
     assert maac.model.updates == 8 * (MAAC_FRAMES - 500)
-    assert maac_hit is not None and maac_hit <= MAAC_FRAMES
-    assert 3 * maac_hit <= (sac_hit if sac_hit is not None else SAC_FRAMES)
+    assert sac_hit is None or sac_hit >= 3 * maac_hit, f"SAC reached {THRESHOLD} at {sac_hit} frames"
     assert mpc_final >= policy_final - MPC_TOLERANCE
