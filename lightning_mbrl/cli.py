@@ -424,6 +424,47 @@ def _continue_metrics_csv(logger: CSVLogger, frames: int | None) -> None:
         experiment.metrics_keys = header  # appended rows follow this header; new keys rewrite it (Lightning)
 
 
+class SeedsCLI(LightningCLI):
+    """The command line of modules that train S seeds as one batched run and evaluate themselves per seed
+    (paper 001's ``algos.dyna_dqn.DynaDQN``): Lightning's CLI with a CSV logger in ``runs/<recipe>/version_N``
+    (or under ``--trainer.default_root_dir``) and one-line errors. ``MBRLCLI``'s frame-based evaluator,
+    checkpoints and frame progress bar do not apply to them."""
+
+    def __init__(self, model_class: type[pl.LightningModule], recipe: str, config: Path | None,
+                 args: Sequence[str] | None = None, run: bool = True) -> None:
+        parser_kwargs = {"default_config_files": [str(config)]} if config else {}
+        trainer_defaults = {
+            "max_epochs": 1,  # the module's own budget (its train_dataloader) ends training
+            "num_sanity_val_steps": 0,
+            "enable_model_summary": False,
+            "enable_checkpointing": False,
+            "default_root_dir": f"{DEFAULT_SAVE_DIR}/{recipe}",
+            "logger": [{"class_path": "pytorch_lightning.loggers.CSVLogger",
+                        "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": recipe}}],
+        }
+        super().__init__(model_class, trainer_defaults=trainer_defaults, seed_everything_default=False,
+                         parser_kwargs=parser_kwargs if not run else {"fit": parser_kwargs},
+                         save_config_kwargs={"overwrite": True}, parser_class=OneLineErrorParser, args=args, run=run)
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        parser.model_class = self.model_class
+        return parser
+
+
+def run_seeds_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
+                     args: Sequence[str] | None = None, run: bool = True) -> SeedsCLI:
+    """Entry point of a batched-seeds recipe (``python -m recipes.dyna_dqn_procmaze fit``); a ``ConfigError``
+    becomes one line on stderr and exit code 2."""
+    config = Path(config) if config else None
+    recipe = config.stem if config else model_class.__name__.lower()
+    try:
+        return SeedsCLI(model_class, recipe, config, args=args, run=run)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
                args: Sequence[str] | None = None, run: bool = True) -> MBRLCLI:
     """Entry point of ``python -m recipes.<name> fit``. A ``ConfigError`` becomes one line on stderr."""

@@ -30,9 +30,10 @@ long), and in the env (acting and evaluation) Q sees a latent sampled from the e
 is trained on the sampled real transitions and the rollouts start from the first batch_size /
 rollout_length of them, as for "simple". Networks are 3 x 200 ELU, gamma 0.9,
 AdamW (betas 0.9 / 0.99, eps 1e-5, decoupled weight decay ``x <- x - lr adam - 1e-6 x``), model step
-size 2e-4 (REFERENCE 4.3). The defaults are the high-data regime with the simple model on ProcMaze
-size 4 (tuned step size 2e-4, temperature 0.8); :data:`REGIMES` and :data:`TUNED` hold the other
-settings of REFERENCE 4.3.
+size 2e-4 (REFERENCE 4.3). ``regime`` ("high": 1 update per env step, 1M steps; "low": 10 updates
+per step, 100k steps) fills the schedule arguments left out (:data:`REGIMES`), and ``lr`` and
+``temperature`` left out take the tuned pair of the agent, env family and regime (:data:`TUNED`, the
+official README's table); given values win. ``self.hparams`` holds the values used.
 
 Seeds: ``seeds`` consecutive seeds from ``seed``. Seed ``s`` has its own initial parameters
 (``models.mlp.seeded_members_``, streams 0-8) and three generators of its own: ``generators``
@@ -70,6 +71,7 @@ from lightning_mbrl.models.utils import adamw, seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 from lightning_mbrl.objectives.dyna_dqn import softmax_actions
 
+Regime = Literal["high", "low"]
 Agent = Literal["er", "simple", "perfect", "categorical", "gaussian"]
 #: The agents whose Q-network works on a latent-space model's latents.
 LATENT_AGENTS = ("categorical", "gaussian")
@@ -137,12 +139,13 @@ class DynaDQN(pl.LightningModule):
         self,
         env: str = "gridworld/procmaze-4",
         agent: Agent = "simple",
+        regime: Regime = "high",
         seed: int = 0,
         seeds: PositiveInt = 30,
         envs_per_seed: PositiveInt = 1,
-        steps: PositiveInt = 1_000_000,
-        updates_per_step: PositiveInt = 1,
-        target_update_every: PositiveInt = 100,
+        steps: PositiveInt | None = None,
+        updates_per_step: PositiveInt | None = None,
+        target_update_every: PositiveInt | None = None,
         learning_starts: NonNegativeInt = 1000,
         buffer_size: PositiveInt = 100_000,
         batch_size: PositiveInt = 320,
@@ -150,10 +153,10 @@ class DynaDQN(pl.LightningModule):
         rollout_length: PositiveInt = 10,
         hidden: tuple[PositiveInt, ...] = (200, 200, 200),
         gamma: ClosedUnitInterval = 0.9,
-        lr: PositiveFloat = 2e-4,
+        lr: PositiveFloat | None = None,
         model_lr: PositiveFloat = 2e-4,
-        temperature: PositiveFloat = 0.8,
-        eval_every: PositiveInt = 500,
+        temperature: PositiveFloat | None = None,
+        eval_every: PositiveInt | None = None,
         eval_episodes: PositiveInt = 32,
         eval_steps: PositiveInt = 100,
         spontaneous: bool = True,
@@ -167,6 +170,11 @@ class DynaDQN(pl.LightningModule):
             raise ConfigError(f"envs_per_seed ({envs_per_seed}) must be <= buffer_size ({buffer_size})")
         self.core = make_core(env, spontaneous=spontaneous)
         self.save_hyperparameters()
+        # Left out (None): the regime's schedule and the tuned (lr, temperature) of this agent, env and regime.
+        tuned = dict(zip(("lr", "temperature"), TUNED[(agent, type(self.core).__name__.lower(), regime)]))
+        for name, value in {**REGIMES[regime], **tuned}.items():
+            if self.hparams[name] is None:
+                self.hparams[name] = value
         self.automatic_optimization = False
         self.seed_list = list(range(seed, seed + seeds))
         core = self.core
@@ -422,7 +430,8 @@ class DynaDQN(pl.LightningModule):
         logs = self.step()
         if "eval_return" in logs:
             returns = logs.pop("eval_return")
-            self.log_dict({f"train/{k}": v.mean() for k, v in logs.items()}, on_step=True)
-            self.log("eval/return", returns.mean(), on_step=True)
-            self.log_dict({f"eval/return_seed{s}": r for s, r in zip(self.seed_list, returns)}, on_step=True)
-            self.log("env_steps", float(self.env_steps), on_step=True)
+            metrics = {f"train/{k}": v.mean().item() for k, v in logs.items()}
+            metrics["eval/return"] = returns.mean().item()
+            metrics.update({f"eval/return_seed{s}": r.item() for s, r in zip(self.seed_list, returns)})
+            for logger in self.loggers:  # one row per evaluation, stepped by env steps (not optimizer steps)
+                logger.log_metrics(metrics, step=self.env_steps)

@@ -5,7 +5,9 @@ and figure."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
+import pathlib
 
 import pytest
 import pytorch_lightning as pl
@@ -13,6 +15,8 @@ from pytorch_lightning.loggers import CSVLogger
 
 from benchmarks import generalization_3x3
 from lightning_mbrl.algos.offline_dyna import OfflineDynaDQN
+from tests.conftest import ROOT
+from tests.smoke.test_recipes import SEEDED
 
 
 @pytest.mark.parametrize("agent", ["er", "model"])
@@ -49,3 +53,31 @@ def test_benchmark_stdout_mode_prints_json_and_writes_nothing(tmp_path, capsys):
     doc = json.loads(captured.out)
     assert doc["benchmark"] == "generalization_3x3" and [r["agent"] for r in doc["runs"]] == ["er"]
     assert "no_evaluation" in captured.err and not out.exists()
+
+
+TINY_SEEDS = str(ROOT / "recipes" / "tiny_seeds.yaml")
+
+
+def test_every_seeded_recipe_is_collected():
+    assert set(SEEDED) == {"dyna_dqn_procmaze", "dyna_dqn_buttongrid", "dyna_dqn_panflute"}
+
+
+@pytest.mark.parametrize("recipe,agent", [(r, "simple") for r in SEEDED]
+                         + [("dyna_dqn_procmaze", a) for a in ("er", "perfect", "categorical", "gaussian")])
+def test_seeded_recipe_fits_with_tiny_overlay(recipe, agent, in_tmp):
+    cli = importlib.import_module(f"recipes.{recipe}").main(["fit", "--config", TINY_SEEDS, f"--model.agent={agent}"])
+    model = cli.model
+    assert (model.env_steps, model.updates_done) == (40, 20)  # 1 update per step after 20 learning-start steps
+    with open(pathlib.Path(cli.trainer.logger.log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [20, 40]
+    assert {"eval/return", "eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= set(rows[-1])
+
+
+def test_seeded_recipe_bad_value_is_one_line(in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("recipes.dyna_dqn_procmaze").main(["fit", "--config", TINY_SEEDS, "--model.regime=medium"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: model.regime must be one of ['high', 'low'], got medium"

@@ -334,13 +334,29 @@ def test_bad_arguments_are_one_line_config_errors() -> None:
 
 
 @pytest.mark.parametrize("agent_kind", ["er", "simple", "perfect"])
-def test_smoke_under_a_trainer(agent_kind: str) -> None:
+def test_smoke_under_a_trainer(agent_kind: str, tmp_path) -> None:
+    import csv
+
+    from pytorch_lightning.loggers import CSVLogger
+
     agent = DynaDQN(**{**TINY, "agent": agent_kind, "env": "gridworld/buttongrid-3-2", "seeds": 2,
                        "steps": 12, "learning_starts": 4, "eval_every": 6})
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(max_epochs=1, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(agent)
     assert agent.env_steps == 12 and agent.updates_done == 8 and agent.eval_curve.shape == (2, 2)
-    metrics = trainer.callback_metrics
-    assert {"eval/return", "eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= set(metrics)
-    torch.testing.assert_close(metrics["eval/return"], agent.eval_curve[-1].mean())
+    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [6, 12]  # one row per evaluation, at its env step
+    assert {"eval/return", "eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= set(rows[-1])
+    assert float(rows[-1]["eval/return"]) == pytest.approx(agent.eval_curve[-1].mean().item())
+
+
+def test_regime_and_tuned_values_fill_what_is_left_out() -> None:
+    from lightning_mbrl.algos.dyna_dqn import DynaDQN
+
+    low_er = DynaDQN(env="gridworld/buttongrid-5-4", agent="er", regime="low", seeds=1, hidden=(4,)).hparams
+    assert (low_er.lr, low_er.temperature) == (2.5e-5, 0.1)  # README table: ER, ButtonGrid, low data
+    assert (low_er.steps, low_er.updates_per_step, low_er.target_update_every, low_er.eval_every) == (100_000, 10, 10, 50)
+    high = DynaDQN(env="gridworld/panflute-7", agent="perfect", seeds=1, hidden=(4,), lr=1e-3, steps=500).hparams
+    assert (high.lr, high.temperature, high.steps, high.updates_per_step) == (1e-3, 0.1, 500, 1)  # given values win
