@@ -81,3 +81,12 @@ def test_seeded_recipe_bad_value_is_one_line(in_tmp, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: model.regime must be one of ['high', 'low'], got medium"
+
+
+def test_seed_scaling_benchmark_runs(tmp_path):
+    from benchmarks import seed_scaling
+
+    out = tmp_path / "s.json"
+    seed_scaling.main(["--seeds", "2", "--agents", "er", "--steps", "1", "--repeats", "1", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["agent"] == "er" and row["seeds"] == 2 and row["ratio"] > 0
