@@ -135,13 +135,14 @@ def plot(results: list[dict], path) -> None:
                     x, y, f = x0 + col + 0.5, 2 - row + 0.5, c["fraction_correct"]
                     ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=(1 - f, f, 0.2, 0.35)))
                     dx, dy = arrows[c["correct_action"]]
-                    ax.arrow(x - dx / 2, y - 0.2 - dy / 2, dx * f, dy * f, head_width=0.1, color="green")
+                    if f >= 0.05:  # a zero-length arrow would still draw its head, pointing up
+                        ax.arrow(x - dx / 2, y - 0.2 - dy / 2, dx * f, dy * f, head_width=0.1, color="green")
                     ax.text(x, y + 0.18, f"{f:.2f}", ha="center", va="center", fontsize=7)
             verdict = "pass" if run["passes"] else "fail"
             predicted = "pass" if run["predicted_pass"] else "fail"
-            ax.set_title(f"{coverage} / {agent}: {verdict} (paper: {predicted})", fontsize=8)
+            ax.set_title(f"{coverage} / {agent}, {run['updates']:,} updates: {verdict} (paper: {predicted})", fontsize=7)
     fig.suptitle(f"3x3 offline grid: fraction of {results[0]['seeds']} seeds whose greedy action is correct "
-                 f"({results[0]['updates']} updates)", fontsize=9)
+                 "(green arrow: the correct action, its length the fraction)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
