@@ -20,5 +20,9 @@ NEXT_EPISODE_RETURN = (NEXT, EPISODE_RETURN)
 #: World-model steps: ``P(not terminated)`` of the step, ``[*B, 1]`` (``models.rollout``).
 CONTINUE_PROB = (NEXT, "continue_prob")
 
+#: A replay row's env state before the step (paper 001's perfect model steps the true dynamics from it):
+#: the gridworld core's state TensorDict.
+ENV_STATE = "env_state"
+
 #: The keys a model-free off-policy update needs from a replay sample.
 TRANSITION_KEYS = (OBSERVATION, ACTION, REWARD, TERMINATED, NEXT_OBSERVATION)

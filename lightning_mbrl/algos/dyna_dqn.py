@@ -78,8 +78,7 @@ LATENT_AGENTS = ("categorical", "gaussian")
 #: ``models.utils.seeded_generator(seed, stream)`` streams of a seed's generators (``seeded_members_``
 #: uses 0-8 for the networks).
 AGENT_STREAM, ENV_STREAM, EVAL_STREAM = 100, 101, 102
-#: Replay key of the env state before the step (agent "perfect"): the core's state TensorDict.
-ENV_STATE = "env_state"
+ENV_STATE = keys.ENV_STATE  # re-exported for tests and users of this module
 
 #: The two data regimes of REFERENCE 4.3.
 REGIMES: dict[str, dict[str, int]] = {

@@ -15,15 +15,25 @@ Which parameters each function reaches:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from tensordict import TensorDict
 from torch import Tensor
 
 from lightning_mbrl import keys
-from lightning_mbrl.models.simple_model import BernoulliModel
 
 QAll = Callable[[Tensor], Tensor]
+
+
+class StepModel(Protocol):
+    """What ``imagine`` steps: the simple model on observations (``models.simple_model.BernoulliModel``)
+    or a latent model on latents (``models.latent_model.LatentModel``). ``sample(x [E, N, D], action long
+    [E, N], uniform [E, N, k]) -> (next x, reward mean [E, N], continue_prob [E, N])``, no graph."""
+
+    num_actions: int
+
+    def sample(self, x: Tensor, action: Tensor, uniform: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
 #: Imagined transitions: the probability that the episode is still running when the step starts,
 #: ``prod_{k < t} continue_prob_k`` (1 for the first step), ``[E, N]``.
 WEIGHT = "weight"
@@ -37,7 +47,7 @@ def softmax_actions(q_values: Tensor, temperature: float, uniform: Tensor) -> Te
 
 
 @torch.no_grad()
-def imagine(model: BernoulliModel, q_net: QAll, start: Tensor, length: int, temperature: float,
+def imagine(model: StepModel, q_net: QAll, start: Tensor, length: int, temperature: float,
             uniform: Tensor) -> TensorDict:
     """``length`` model steps from ``start [E, N, D]`` with actions from ``softmax(Q / temperature)``
     of the current Q-network: a TensorDict ``[E, N * length]`` (time-major) of ``observation``,
