@@ -5,4 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl}
+# With two or more cores, one pytest worker per core (pytest-xdist) and one torch thread per worker,
+# unless the arguments pick the workers themselves (-n / --numprocesses; -n 0 runs in one process).
+if [ "$(nproc)" -gt 1 ] && [[ " $* " != *" -n "* && " $* " != *" --numprocesses"* ]]; then
+  set -- -n auto "$@"
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+fi
 exec .venv/bin/python -m pytest "$@"

@@ -156,6 +156,10 @@ def soft_bellman_loss(observation: Tensor, action: Tensor, target: Tensor, q_net
 
 
 # ---------------------------------------------------------------------------------------- conjugate gradient
+#: What ``conjugate_gradient`` does on a direction of non-positive curvature.
+NEGATIVE_CURVATURE = ("stop", "continue")
+
+
 class CGResult(NamedTuple):
     solution: Tensor
     iterations: int
@@ -163,17 +167,24 @@ class CGResult(NamedTuple):
 
 
 def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, *, tol: float = 1e-5, max_iter: int = 100,
-                       atol: float = 0.0) -> CGResult:
+                       atol: float = 0.0, negative_curvature: str = "stop") -> CGResult:
     """Solve ``A x = b`` for a symmetric positive-definite ``A`` given as ``matvec(x) = A x`` (flat
     vectors ``[n]``), from ``x_0 = 0``. Stops when ``||r|| <= max(tol ||b||, atol)`` (the criterion of
-    ``jax.scipy.sparse.linalg.cg``), after ``max_iter`` products, or when a search direction has
-    non-positive curvature (``A`` not positive definite: the current iterate is returned)."""
+    ``jax.scipy.sparse.linalg.cg``) or after ``max_iter`` products.
+
+    A search direction with non-positive curvature (``A`` not positive definite, e.g. the Hessian of a
+    loss in ReLU network weights) either stops the solve, returning the current iterate
+    (``negative_curvature="stop"``; zero if it happens on the first direction), or is stepped along
+    like any other (``"continue"``: what ``jax.scipy.sparse.linalg.cg``, the OMD code's solver, does;
+    only an exactly zero curvature stops it)."""
     if b.dim() != 1:
         raise ValueError(f"b must be a flat vector [n], got shape {tuple(b.shape)}")
     if max_iter < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
     if tol < 0 or atol < 0:
         raise ValueError(f"tol and atol must be >= 0, got tol={tol!r}, atol={atol!r}")
+    if negative_curvature not in NEGATIVE_CURVATURE:
+        raise ValueError(f"negative_curvature must be one of {NEGATIVE_CURVATURE}, got {negative_curvature!r}")
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -183,7 +194,7 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, *, tol: fl
     while iterations < max_iter and float(rs.sqrt()) > threshold:
         ap = matvec(p)
         curvature = torch.dot(p, ap)
-        if float(curvature) <= 0.0:
+        if float(curvature) == 0.0 or (float(curvature) < 0.0 and negative_curvature == "stop"):
             break
         step = rs / curvature
         x = x + step * p
@@ -229,6 +240,7 @@ def implicit_vjp(
     damping: float = 1e-5,
     max_iter: int = 100,
     tol: float = 1e-5,
+    negative_curvature: str = "stop",
 ) -> tuple[Params, CGResult | None]:
     """``v^T dw*/dtheta`` for the implicit function ``w*(theta)`` of ``constraint(theta, w*, batch) = 0``
     (Eq. 7): ``-(df/dtheta)^T u`` with ``u = v`` (``approx="identity"``) or the CG solution of
@@ -254,7 +266,8 @@ def implicit_vjp(
             (product,) = hvp(_unflatten(flat, w_star))
             return _flatten(product) + damping * flat
 
-        cg = conjugate_gradient(operator, _flatten(v), tol=tol, max_iter=max_iter)
+        cg = conjugate_gradient(operator, _flatten(v), tol=tol, max_iter=max_iter,
+                                negative_curvature=negative_curvature)
         u = _unflatten(cg.solution, w_star)
     _, mixed = torch.func.vjp(lambda th: constraint(th, w_star, batch), theta)  # u -> (df/dtheta)^T u
     (grad_theta,) = mixed(u)
@@ -272,6 +285,7 @@ def implicit_gradient(
     damping: float = 1e-5,
     max_iter: int = 100,
     tol: float = 1e-5,
+    negative_curvature: str = "stop",
 ) -> tuple[Params, TensorDict]:
     """OMD's model gradient ``dL_outer(w*(theta))/dtheta`` (Eq. 7 / Eq. 13, module docstring) for
     ``w*`` solving ``grad_w inner_loss(theta, w, batch) = 0``.
@@ -285,7 +299,7 @@ def implicit_gradient(
     w = _detached(w_star)
     v, value = torch.func.grad_and_value(outer_loss)(w)
     grads, cg = implicit_vjp(gradient_constraint(inner_loss), theta, w, v, batch, approx=approx, damping=damping,
-                             max_iter=max_iter, tol=tol)
+                             max_iter=max_iter, tol=tol, negative_curvature=negative_curvature)
     logs = {"loss_outer": value.detach()}
     if cg is not None:
         logs["cg_iterations"] = torch.tensor(cg.iterations)

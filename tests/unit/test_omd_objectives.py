@@ -416,3 +416,18 @@ def test_without_grad_to_inputs_the_inner_loss_gives_the_model_no_gradient():
     inner, outer = make_losses(model, q_net, batch, grad_to_model=False)
     grads, _ = implicit_gradient(inner, outer, dict(model.named_parameters()), dict(q_net.named_parameters()), batch)
     assert all(float(g.abs().max()) == 0 for g in grads.values())
+
+
+def test_conjugate_gradient_on_negative_curvature_stops_or_continues_like_jax() -> None:
+    # An indefinite symmetric system: b's first direction has negative curvature (b^T A b < 0).
+    a = torch.tensor([[-1.0, 0.0], [0.0, 2.0]], dtype=F64)
+    b = torch.tensor([1.0, 0.5], dtype=F64)
+    stopped = conjugate_gradient(lambda x: a @ x, b, tol=1e-12)
+    assert stopped.iterations == 0 and torch.equal(stopped.solution, torch.zeros(2, dtype=F64))
+    # jax.scipy.sparse.linalg.cg's recursion has no curvature check: on this 2 x 2 system it reaches the
+    # exact solution in 2 steps.
+    continued = conjugate_gradient(lambda x: a @ x, b, tol=1e-12, negative_curvature="continue")
+    assert continued.iterations == 2
+    torch.testing.assert_close(continued.solution, torch.linalg.solve(a, b))
+    with pytest.raises(ValueError, match="negative_curvature must be one of"):
+        conjugate_gradient(lambda x: a @ x, b, negative_curvature="ignore")
