@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
            "runs": [], "seed_scaling": []}
     if args.resume and out.exists():
         doc["runs"] = json.loads(out.read_text())["runs"]
-    for other in args.merge:
-        doc["runs"] += json.loads(RESULTS.__class__(other).read_text())["runs"]
+    for other in args.merge:  # each run keeps the commit it was made at
+        merged = json.loads(RESULTS.__class__(other).read_text())
+        doc["runs"] += [{"commit": merged.get("commit"), **run} for run in merged["runs"]]
     done = {(r["coverage"], r["agent"]) for r in doc["runs"]}
     only = args.only or []
     unknown = set(only) - set(grid3x3.COVERAGES) - set(AGENTS)
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             run, fitted = run_one(coverage, agent, args.seeds, args.updates, args.lr, args.temperature,
                                   args.model_first_updates, fitted)
+            run = {"commit": doc["commit"], **run}
             doc["runs"].append(run)
             print(f"{coverage:15s} {agent:9s} {'pass' if run['passes'] else 'FAIL'} (paper: "
                   f"{'pass' if run['predicted_pass'] else 'fail'})  min cell {min(c['fraction_correct'] for c in run['cells']):.2f}"
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     for agent in AGENTS if args.timing_updates > 0 else ():
         doc["seed_scaling"].append(seed_scaling(agent, args.seeds, args.timing_updates))
         print(doc["seed_scaling"][-1], file=log, flush=True)
+    doc["commits"] = sorted({run["commit"] for run in doc["runs"] if run.get("commit")})  # what made the runs
     if args.stdout:
         print(json.dumps(doc))
         return
