@@ -36,6 +36,7 @@ truncates; only ProcMaze terminates.
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 from typing import Any, Sequence
@@ -65,7 +66,7 @@ MOVES = torch.tensor([[0, 0], [-1, 0], [0, -1], [1, 0], [0, 1]])
 BatchShape = torch.Size | Sequence[int]
 
 
-class GridworldCore:
+class GridworldCore(abc.ABC):
     """The API shared by the three cores (see the module docstring); subclasses set the attributes.
 
     Attributes: ``obs_dim`` (observation length), ``num_actions``, ``episodic`` (whether ``step``
@@ -78,19 +79,19 @@ class GridworldCore:
     episodic: bool
     spontaneous_prob: float
 
+    @abc.abstractmethod
     def reset(self, batch_shape: BatchShape, generator: torch.Generator) -> TensorDict:
         """Fresh states ``[*batch_shape]`` on ``generator.device``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def observation(self, state: TensorDictBase) -> torch.Tensor:
         """The binary observation, float32 ``[*B, obs_dim]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def transition(self, state: TensorDictBase, action: torch.Tensor,
                    noise: TensorDictBase) -> tuple[TensorDict, torch.Tensor, torch.Tensor]:
         """The deterministic step given the step's random draws ``noise`` (:meth:`sample_noise`):
         ``(next_state [*B], reward float32 [*B], terminated bool [*B])``."""
-        raise NotImplementedError
 
     def sample_noise(self, batch_shape: BatchShape, generator: torch.Generator) -> TensorDict:
         """The random draws of one step, ``[*batch_shape]``: ``"spontaneous"``, bool, True with
