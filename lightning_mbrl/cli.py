@@ -454,25 +454,26 @@ class SeedsCLI(LightningCLI):
 
 def run_seeds_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
                      args: Sequence[str] | None = None, run: bool = True) -> SeedsCLI:
-    """Entry point of a batched-seeds recipe (``python -m recipes.dyna_dqn_procmaze fit``); a ``ConfigError``
-    becomes one line on stderr and exit code 2."""
-    config = Path(config) if config else None
-    recipe = config.stem if config else model_class.__name__.lower()
-    try:
-        return SeedsCLI(model_class, recipe, config, args=args, run=run)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """Entry point of a batched-seeds recipe (``python -m recipes.dyna_dqn_procmaze fit``); errors as
+    :func:`run_recipe`'s."""
+    return _run_cli(SeedsCLI, model_class, config, args, run)
 
 
 def run_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
                args: Sequence[str] | None = None, run: bool = True) -> MBRLCLI:
     """Entry point of ``python -m recipes.<name> fit``. A ``ConfigError`` becomes one line on stderr."""
     keep_freed_memory()  # glibc keeps freed tensor memory for reuse (allocator.py: steadier, faster steps)
+    return _run_cli(MBRLCLI, model_class, config, args, run)
+
+
+def _run_cli(cli_class: type, model_class: type[pl.LightningModule], config: str | Path | None,
+             args: Sequence[str] | None, run: bool):
+    """``cli_class`` for the recipe named by ``config``'s stem; a ``ConfigError`` becomes one line on stderr
+    and exit code 2, a ``TrainingDiverged`` one line and exit code 1."""
     config = Path(config) if config else None
     recipe = config.stem if config else model_class.__name__.lower()
     try:
-        return MBRLCLI(model_class, recipe, config, args=args, run=run)
+        return cli_class(model_class, recipe, config, args=args, run=run)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -55,19 +55,19 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from lightning_mbrl import keys
+from lightning_mbrl.algos.seeded import SeededAgent
 from lightning_mbrl.envs.gridworlds import GridworldCore, make_core
 from lightning_mbrl.errors import ConfigError, check_arguments
 from lightning_mbrl.models.latent_model import LatentModel
 from lightning_mbrl.models.mlp import BatchedMLP, seeded_members_
 from lightning_mbrl.models.simple_model import BernoulliModel
-from lightning_mbrl.models.utils import adamw, seeded_generator
+from lightning_mbrl.models.utils import seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 from lightning_mbrl.objectives.dyna_dqn import softmax_actions
 
@@ -133,7 +133,7 @@ def true_rollout(core: GridworldCore, q_net: dyna_dqn.QAll, start: TensorDictBas
     return torch.cat(steps, dim=1)
 
 
-class DynaDQN(pl.LightningModule):
+class DynaDQN(SeededAgent):
     def __init__(
         self,
         env: str = "gridworld/procmaze-4",
@@ -203,32 +203,8 @@ class DynaDQN(pl.LightningModule):
         self.eval_curve_steps: list[int] = []
         self._eval_returns: list[Tensor] = []
 
-    # ------------------------------------------------------------------ optimizers (by name)
-    def configure_optimizers(self):
-        opts = [adamw(self.q.parameters(), self.hparams.lr)]
-        if self.model is not None:
-            opts.append(adamw(self.model.parameters(), self.hparams.model_lr))
-        return opts
-
-    def optimizer(self, name: str) -> torch.optim.Optimizer:
-        names = ["q"] + (["model"] if self.model is not None else [])
-        if name not in names:
-            raise KeyError(f"no optimizer {name!r}; this agent has {names}")
-        opts = self.optimizers() if self._trainer is not None else self._standalone_optimizers
-        opts = opts if isinstance(opts, list) else [opts]
-        return opts[names.index(name)]
-
-    def standalone(self) -> "DynaDQN":
-        """Use without a Trainer (tests, benchmarks that drive ``step`` / ``update`` directly)."""
-        self._standalone_optimizers = self.configure_optimizers()
-        return self
 
     # ------------------------------------------------------------------ per-seed randomness
-    def _uniforms(self, n: int, generators: list[torch.Generator] | None = None) -> Tensor:
-        """``[S, n]`` uniforms, row ``s`` from seed ``s``'s agent generator (or ``generators[s]``) alone."""
-        generators = self.generators if generators is None else generators
-        return torch.stack([torch.rand(n, generator=g) for g in generators]).to(self.device)
-
     @property
     def latent_noise_dim(self) -> int:
         """Uniforms per encoded observation: the latent model's ``noise_dim``, 0 for the other agents."""
@@ -321,12 +297,6 @@ class DynaDQN(pl.LightningModule):
         return transition
 
     # ------------------------------------------------------------------ the update
-    def _step(self, name: str, loss: Tensor) -> None:
-        opt = self.optimizer(name)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss) if self._trainer is not None else loss.backward()
-        opt.step()
-
     def update(self) -> dict[str, Tensor]:
         """One update of every seed; returns per-seed losses ``[S]``."""
         hp, core = self.hparams, self.core
@@ -432,5 +402,4 @@ class DynaDQN(pl.LightningModule):
             metrics = {f"train/{k}": v.mean().item() for k, v in logs.items()}
             metrics["eval/return"] = returns.mean().item()
             metrics.update({f"eval/return_seed{s}": r.item() for s, r in zip(self.seed_list, returns)})
-            for logger in self.loggers:  # one row per evaluation, stepped by env steps (not optimizer steps)
-                logger.log_metrics(metrics, step=self.env_steps)
+            self._log_row(metrics, self.env_steps)

@@ -32,25 +32,25 @@ from __future__ import annotations
 import copy
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from tensordict import TensorDict
 from torch import Tensor
 
 from lightning_mbrl import keys
+from lightning_mbrl.algos.seeded import SeededAgent
 from lightning_mbrl.envs import grid3x3
 from lightning_mbrl.errors import ConfigError, check_arguments
 from lightning_mbrl.models.mlp import BatchedMLP, seeded_members_
 from lightning_mbrl.models.simple_model import BernoulliModel
-from lightning_mbrl.models.utils import adamw, seeded_generator
+from lightning_mbrl.models.utils import seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 
 Agent = Literal["er", "model"]
 GENERATOR_STREAM = 100  # seeded_members_ streams 0-3 are the networks
 
 
-class OfflineDynaDQN(pl.LightningModule):
+class OfflineDynaDQN(SeededAgent):
     def __init__(
         self,
         coverage: grid3x3.Coverage = "path_to_goal",
@@ -89,37 +89,8 @@ class OfflineDynaDQN(pl.LightningModule):
         self.n_starts = hp.batch_size // rollout_length if agent == "model" else 0
         self.n_sampled = max(model_batch_size, self.n_starts) if agent == "model" else batch_size
 
-    # ------------------------------------------------------------------ optimizers (by name)
-    def configure_optimizers(self):
-        opts = [adamw(self.q.parameters(), self.hparams.lr)]
-        if self.model is not None:
-            opts.append(adamw(self.model.parameters(), self.hparams.model_lr))
-        return opts
-
-    def optimizer(self, name: str) -> torch.optim.Optimizer:
-        names = ["q"] + (["model"] if self.model is not None else [])
-        if name not in names:
-            raise KeyError(f"no optimizer {name!r}; this agent has {names}")
-        opts = self.optimizers() if self._trainer is not None else self._standalone_optimizers
-        opts = opts if isinstance(opts, list) else [opts]
-        return opts[names.index(name)]
-
-    def standalone(self) -> "OfflineDynaDQN":
-        """Use without a Trainer (tests, benchmarks that drive ``update`` directly)."""
-        self._standalone_optimizers = self.configure_optimizers()
-        return self
 
     # ------------------------------------------------------------------ the update
-    def _uniforms(self, n: int) -> Tensor:
-        """``[S, n]`` uniforms, row ``s`` from seed ``s``'s generator alone."""
-        return torch.stack([torch.rand(n, generator=g) for g in self.generators]).to(self.device)
-
-    def _step(self, name: str, loss: Tensor) -> None:
-        opt = self.optimizer(name)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     def _model_step(self, real: TensorDict) -> dict[str, Tensor]:
         losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
                                  real[keys.NEXT_OBSERVATION], real[keys.TERMINATED])
@@ -188,5 +159,4 @@ class OfflineDynaDQN(pl.LightningModule):
         if self.updates_done % self.hparams.log_every == 0 or self.updates_done == self.hparams.updates:
             metrics = {f"train/{k}": v.mean().item() for k, v in logs.items()}
             metrics["eval/correct_fraction"] = self.greedy_correct().float().mean().item()
-            for logger in self.loggers:  # one row per log point, stepped by updates (not optimizer steps)
-                logger.log_metrics(metrics, step=self.updates_done)
+            self._log_row(metrics, self.updates_done)

@@ -333,7 +333,13 @@ def test_bad_arguments_are_one_line_config_errors() -> None:
         DynaDQN(env="gridworld/maze-4")
 
 
-@pytest.mark.parametrize("agent_kind", ["er", "simple", "perfect"])
+#: The model's loss terms each agent logs (besides train/loss_q).
+MODEL_TERMS = {"er": set(), "perfect": set(), "simple": {"loss_reward", "loss_continuation", "loss_observation"},
+               **{k: {"loss_reward", "loss_continuation", "loss_reconstruction", "loss_kl"}
+                  for k in ("categorical", "gaussian")}}
+
+
+@pytest.mark.parametrize("agent_kind", sorted(MODEL_TERMS))
 def test_smoke_under_a_trainer(agent_kind: str, tmp_path) -> None:
     import csv
 
@@ -349,6 +355,7 @@ def test_smoke_under_a_trainer(agent_kind: str, tmp_path) -> None:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [6, 12]  # one row per evaluation, at its env step
     assert {"eval/return", "eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= set(rows[-1])
+    assert {f"train/{term}" for term in MODEL_TERMS[agent_kind]} <= {k for k, v in rows[-1].items() if v}
     assert float(rows[-1]["eval/return"]) == pytest.approx(agent.eval_curve[-1].mean().item())
 
 

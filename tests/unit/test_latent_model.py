@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import pytorch_lightning as pl
 import pytest
 import torch
 import torch.nn.functional as F
@@ -280,22 +279,3 @@ def test_tuned_settings_of_the_latent_agents() -> None:
     # the official configs (ProcMaze, high data): Q_alpha / softmax_temp
     assert TUNED[("categorical", "procmaze", "high")] == (2e-4, 1.6)
     assert TUNED[("gaussian", "procmaze", "high")] == (3.125e-6, 12.8)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_smoke_under_a_trainer(kind: str, tmp_path) -> None:
-    import csv
-
-    from pytorch_lightning.loggers import CSVLogger
-
-    agent = DynaDQN(**{**TINY, "agent": kind, "env": "gridworld/buttongrid-3-2", "seeds": 2,
-                       "steps": 12, "learning_starts": 4, "eval_every": 6})
-    trainer = pl.Trainer(max_epochs=1, logger=CSVLogger(tmp_path), enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(agent)
-    assert agent.env_steps == 12 and agent.updates_done == 8 and agent.eval_curve.shape == (2, 2)
-    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
-        metrics = list(csv.DictReader(f))[-1]
-    assert {"eval/return", "eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= set(metrics)
-    assert {f"train/{term}" for term in ROUTES} <= set(metrics)
-    assert float(metrics["eval/return"]) == pytest.approx(agent.eval_curve[-1].mean().item())
