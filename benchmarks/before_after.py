@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def headline_times(name: str, result: dict) -> dict[str, float]:
     """The times a benchmark is judged by (seconds or milliseconds, lower is better)."""
     if name == "sac_update":
-        return {f"update_ms/hidden{u['hidden']}": u["library_ms"] for u in result["updates"]}
+        return {f"update_ms/hidden{u['hidden']}/{p}": u[key] for u in result["updates"]
+                for p, key in (("fp32", "library_32-true_ms"), ("bf16", "library_bf16-mixed_ms"), ("fp32", "library_ms"))
+                if key in u}
     if name == "world_model":
         return {
             "train_epoch_s": result["train_epoch"]["seconds"],

@@ -37,9 +37,9 @@ def timeit(fn: Callable[[], object], *, warmup: int = 20, repeats: int = 5, numb
     return times[len(times) // 2]
 
 
-def gemm_peak_flops(n: int = 2048, device: str = "cpu") -> float:
-    """Measured FLOP/s of a large square float32 ``torch.mm`` (the machine's practical GEMM peak)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def gemm_peak_flops(n: int = 2048, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Measured FLOP/s of a large square ``torch.mm`` in ``dtype`` (the machine's practical GEMM peak)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     number = 10 if device == "cpu" else 100
 
     def mm() -> None:

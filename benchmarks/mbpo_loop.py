@@ -1,6 +1,7 @@
 """Whole-loop speed of MBPO on HalfCheetah-v5 with the MBPO code's hyperparameters (REFERENCE 1.2-1.4).
 
-    python -m benchmarks.mbpo_loop [--threads 1]   # ~15 min; writes benchmarks/results/mbpo_loop.json
+    python -m benchmarks.mbpo_loop [--threads 1] [--precision bf16-mixed] [--settings mbrl-lib]
+                                                   # ~15 min; writes benchmarks/results/mbpo_loop[_mbrl_lib][_bf16].json
 
 The run: ``prefill`` uniform random frames, ``settle`` policy frames (the first model fits start from
 scratch and take many more epochs than later, warm-started ones), then a measured window of
@@ -16,13 +17,20 @@ Reported, in seconds per 1,000 real frames:
 - ``alone``: each part timed again outside the loop at the end of the run on the same state (200
   SAC updates, one model fit divided by its epochs times the window's epochs, 3 imagination rounds,
   1,000 collector frames, one evaluation), scaled to the window's counts. Target: whole within 1.2x
-  of the sum of the parts alone.
+  of the sum of the parts alone;
+- ``update_split_ms``: one SAC update split, at the end of the run: ``mixed_batch()`` alone, ``update``
+  on one fixed batch, and ``update(mixed_batch())`` (ms each, interleaved rounds).
+
+``--settings mbrl-lib`` runs mbrl-lib 0.2.0's HalfCheetah MBPO settings instead (G = 10 SAC updates per
+frame, SAC hidden 512, real_ratio 0, one evaluation episode; the rest as MBPO's), the loop mbrl-lib's
+own MBPO was timed on. ``--precision`` is the Trainer's (``32-true`` or ``bf16-mixed``).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import statistics
 import time
 from collections import defaultdict
 
@@ -31,10 +39,15 @@ import torch
 
 from benchmarks.common import write
 from lightning_mbrl.allocator import keep_freed_memory
+from lightning_mbrl.precision import flush_denormals
 from callbacks.evaluation import PolicyEval
 from lightning_mbrl.algos.mbpo import MBPO
 
 PARTS = ("sac_updates", "model_training", "rollouts", "env_steps", "evaluation")
+SETTINGS = {
+    "mbpo": {"model": {"updates_per_frame": 40}, "eval_episodes": 5},
+    "mbrl-lib": {"model": {"updates_per_frame": 10, "hidden": (512, 512), "real_ratio": 0.0}, "eval_episodes": 1},
+}
 
 
 class Window(pl.Callback):
@@ -94,6 +107,15 @@ class Window(pl.Callback):
         for _ in range(self.alone_updates):
             module.update(module.mixed_batch())
         alone["sac_updates"] = (time.perf_counter() - t0) / self.alone_updates * updates * per_1000
+        fixed = module.mixed_batch()
+        split = defaultdict(list)
+        for _ in range(5):
+            for name, fn in (("mixed_batch", module.mixed_batch), ("update_fixed_batch", lambda: module.update(fixed)),
+                             ("update_mixed_batch", lambda: module.update(module.mixed_batch()))):
+                t1 = time.perf_counter()
+                for _ in range(max(1, self.alone_updates // 10)):
+                    fn()
+                split[name].append((time.perf_counter() - t1) / max(1, self.alone_updates // 10) * 1e3)
         t0 = time.perf_counter()
         stats = module.fit_world_model()
         alone["model_training"] = (time.perf_counter() - t0) / int(stats["epochs"]) * self.epochs * per_1000
@@ -115,6 +137,7 @@ class Window(pl.Callback):
             "loop_overhead_s_per_1000_frames": whole - sum(in_loop.values()),
             "alone_s_per_1000_frames": alone,
             "whole_over_sum_alone": whole / sum(alone.values()),
+            "update_split_ms": {name: statistics.median(v) for name, v in split.items()},
             "window": {"frames": window, "model_fits": fits, "model_epochs": self.epochs, "sac_updates": updates,
                        "evaluations": self.counts["evaluation"]},
         }
@@ -127,20 +150,33 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--alone-updates", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--flush-denormals", action=argparse.BooleanOptionalAction, default=True,
+                        help="flush subnormal floats to zero as the CLI does (--no-flush-denormals: the 'before')")
+    parser.add_argument("--out", default=None, help="result name (default: mbpo_loop[_mbrl_lib][_bf16])")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                        help="the Trainer's precision")
+    parser.add_argument("--settings", choices=tuple(SETTINGS), default="mbpo",
+                        help="mbpo: the MBPO code's HalfCheetah values; mbrl-lib: mbrl-lib 0.2.0's (G 10, hidden 512, "
+                             "real_ratio 0, 1 eval episode)")
     args = parser.parse_args()
-    keep_freed_memory()  # as the CLI does (results/mbpo_loop.json predates this setting)
+    if args.flush_denormals:
+        flush_denormals()  # as the CLI does, before the first parallel op (precision.flush_denormals)
+    keep_freed_memory()  # as the CLI does
     if args.threads:
         torch.set_num_threads(args.threads)
     start = args.prefill + args.settle
     end = start + args.window
-    model = MBPO("HalfCheetah-v5", max_frames=end, init_random_frames=args.prefill, updates_per_frame=40)
-    evaluator = PolicyEval(every_frames=1000, episodes=5)
+    settings = SETTINGS[args.settings]
+    model = MBPO("HalfCheetah-v5", max_frames=end, init_random_frames=args.prefill, **settings["model"])
+    evaluator = PolicyEval(every_frames=1000, episodes=settings["eval_episodes"])
     window = Window(start, end, evaluator, args.alone_updates)
     trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[evaluator, window], log_every_n_steps=50)
+                         enable_model_summary=False, callbacks=[evaluator, window], log_every_n_steps=50,
+                         precision=args.precision, accelerator="cpu")
     trainer.fit(model)
     res = window.result
-    path = write("mbpo_loop", {"args": vars(args), **res})
+    name = "mbpo_loop" + ("" if args.settings == "mbpo" else "_" + args.settings.replace("-", "_"))
+    path = write(args.out or name + ("_bf16" if args.precision == "bf16-mixed" else ""), {"args": vars(args), **res})
     print(f"whole loop: {res['whole_s_per_1000_frames']:.1f} s per 1000 frames; "
           f"sum of parts alone {sum(res['alone_s_per_1000_frames'].values()):.1f} s "
           f"(ratio {res['whole_over_sum_alone']:.2f})")
@@ -148,6 +184,7 @@ def main() -> None:
         print(f"  {part:15s} in loop {res['in_loop_s_per_1000_frames'][part]:7.2f} s   "
               f"alone {res['alone_s_per_1000_frames'][part]:7.2f} s")
     print(f"  loop overhead   {res['loop_overhead_s_per_1000_frames']:7.2f} s   window {res['window']}")
+    print("  one update, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in res["update_split_ms"].items()))
     print(f"wrote {path}")
 
 

@@ -5,9 +5,11 @@
 For hidden 256 and 512 (batch 256, HalfCheetah-v5 sizes: obs 17, action 6) it reports ms per
 update of (a) the library: ``SAC.update`` inside a real ``Trainer.fit`` (Lightning manual
 optimization, LightningOptimizer wrappers, TensorDict batch), (b) a plain PyTorch update of the
-same networks written the usual way (two separate Q MLPs, three Adam optimizers), next to the
-update's FLOP count and the machine's measured GEMM peak. Also: replay sampling time and env
-frames per second of collection with the actor.
+same networks written the usual way (two separate Q MLPs, three Adam optimizers), each in fp32
+(``32-true``) and under ``bf16-mixed`` (Lightning's autocast; plain autocast for (b)), next to the
+update's FLOP count and the machine's fp32 and bf16 GEMM peaks, all measured in the same
+interleaved rounds. ``bf16_speedup`` is fp32 time / bf16 time of (a) (targets: 2x at hidden 512,
+1.4x at 256). Also: replay sampling time and env frames per second of collection with the actor.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from torch import nn
 
 from benchmarks.common import gemm_peak_flops, timeit, write
 from lightning_mbrl.algos.sac import SAC
+from lightning_mbrl.allocator import keep_freed_memory
+from lightning_mbrl.precision import flush_denormals
 
 ENV, OBS, ACT = "HalfCheetah-v5", 17, 6
 
@@ -125,27 +129,52 @@ class PlainSAC:
 
 
 # --------------------------------------------------------------------------------- library
+PRECISIONS = ("32-true", "bf16-mixed")
+
+
 class _Interleaved(pl.Callback):
-    """From inside a running fit (real optimizers and strategy), time ``module.update``, the plain
-    update and a large GEMM in alternating rounds, so that both see the same machine load (this
-    VM's throughput drifts by tens of percent over minutes)."""
+    """From inside a running fit (real optimizers and strategy; the Trainer is ``bf16-mixed``), time
+    ``module.update`` under each precision (``bf16-mixed``: the precision plugin's ``train_step_context``,
+    the autocast Lightning puts around ``training_step``; ``32-true``: autocast off), the plain update
+    (plain autocast for bf16) and large fp32 and bf16 GEMMs, in alternating rounds, so that all see the
+    same machine load (this VM's throughput drifts by tens of percent over minutes)."""
 
     def __init__(self, plain: PlainSAC, batch: TensorDict, number: int, rounds: int) -> None:
         self.plain, self.batch, self.number, self.rounds, self.result = plain, batch, number, rounds, {}
 
     def on_train_start(self, trainer, module) -> None:
         n = self.number
-        lib, plain, peak = [], [], []
+        contexts = {
+            "32-true": lambda: torch.autocast("cpu", enabled=False),
+            "bf16-mixed": trainer.precision_plugin.train_step_context,
+        }
+        plain_contexts = {
+            "32-true": lambda: torch.autocast("cpu", enabled=False),
+            "bf16-mixed": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+        }
+        times = {(who, p): [] for who in ("library", "plain") for p in PRECISIONS}
+        peaks = {"fp32": [], "bf16": []}
+
+        def under(context, fn):
+            def run():
+                with context():
+                    fn()
+            return run
+
         for _ in range(self.rounds):
-            lib.append(timeit(lambda: module.update(self.batch), warmup=5, repeats=1, number=n))
-            plain.append(timeit(lambda: self.plain.update(self.batch), warmup=5, repeats=1, number=n))
-            peak.append(gemm_peak_flops())
+            for p in PRECISIONS:
+                times["library", p].append(
+                    timeit(under(contexts[p], lambda: module.update(self.batch)), warmup=5, repeats=1, number=n))
+                times["plain", p].append(
+                    timeit(under(plain_contexts[p], lambda: self.plain.update(self.batch)), warmup=5, repeats=1, number=n))
+            peaks["fp32"].append(gemm_peak_flops())
+            peaks["bf16"].append(gemm_peak_flops(dtype=torch.bfloat16))
         module.runtime.buffer.extend(self.batch)
         self.result = {
-            "update_s": statistics.median(lib),
-            "plain_s": statistics.median(plain),
-            "ratio": statistics.median(a / b for a, b in zip(lib, plain)),
-            "peak": statistics.median(peak),
+            "seconds": {f"{who}_{p}": statistics.median(v) for (who, p), v in times.items()},
+            "bf16_speedup": statistics.median(a / b for a, b in zip(times["library", "32-true"],
+                                                                    times["library", "bf16-mixed"])),
+            "peak": {k: statistics.median(v) for k, v in peaks.items()},
             "sample_s": timeit(lambda: module.sample(self.batch.shape[0]), number=n),
         }
         trainer.should_stop = True
@@ -155,7 +184,7 @@ def measure(hidden: int, batch: int, number: int, rounds: int) -> dict:
     module = SAC(ENV, hidden=(hidden, hidden), batch_size=batch, max_frames=10, init_random_frames=0)
     timer = _Interleaved(PlainSAC(hidden), fake_batch(batch), number, rounds)
     trainer = pl.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[timer], accelerator="cpu")
+                         enable_model_summary=False, callbacks=[timer], accelerator="cpu", precision="bf16-mixed")
     trainer.fit(module)
     return timer.result
 
@@ -182,22 +211,27 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=50, help="updates per timing round")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    flush_denormals()  # as the CLI does (precision.flush_denormals)
+    keep_freed_memory()
     torch.manual_seed(0)
     rows = []
     for hidden in (256, 512):
         flops = update_flops(hidden, 256)
         r = measure(hidden, 256, args.number, args.rounds)
+        sec, peak = r["seconds"], r["peak"]
         row = {
             "hidden": hidden,
             "batch": 256,
             "update_gflop": flops / 1e9,
-            "gemm_peak_gflops": r["peak"] / 1e9,
-            "library_ms": r["update_s"] * 1e3,
-            "plain_ms": r["plain_s"] * 1e3,
-            "library_over_plain": r["ratio"],
-            "library_fraction_of_gemm_peak": flops / r["update_s"] / r["peak"],
-            "plain_fraction_of_gemm_peak": flops / r["plain_s"] / r["peak"],
-            "flop_bound_ms": flops / r["peak"] * 1e3,
+            "gemm_peak_gflops_fp32": peak["fp32"] / 1e9,
+            "gemm_peak_gflops_bf16": peak["bf16"] / 1e9,
+            **{f"{k}_ms": v * 1e3 for k, v in sec.items()},
+            "bf16_speedup": r["bf16_speedup"],
+            "bf16_speedup_target": 2.0 if hidden == 512 else 1.4,
+            "library_fp32_fraction_of_fp32_peak": flops / sec["library_32-true"] / peak["fp32"],
+            "library_bf16_fraction_of_bf16_peak": flops / sec["library_bf16-mixed"] / peak["bf16"],
+            "flop_bound_ms_fp32": flops / peak["fp32"] * 1e3,
+            "flop_bound_ms_bf16": flops / peak["bf16"] * 1e3,
             "replay_sample_ms": r["sample_s"] * 1e3,
         }
         rows.append(row)

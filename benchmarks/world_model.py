@@ -15,10 +15,10 @@ medians over interleaved rounds (this 2-core VM is noisy), next to the FLOP-boun
     model's share alone (``step`` with the actions given) and, for comparison, the naive
     compute-all-members-then-pick step.
 
-``--gemm-dtype bfloat16`` times (a) with ``fit_ensemble(gemm_dtype=torch.bfloat16)`` (bf16 autocast
-of the hidden layers' GEMMs; MBPO's ``model_gemm_dtype="bfloat16"``), and, in the same rounds
-(interleaved, so that both see the same machine), the default fp32 epoch for reference
-(``train_epoch.fp32_seconds``); the default is fp32 only.
+``--precision bf16-mixed`` times (a) and (b) under the autocast that ``--trainer.precision bf16-mixed``
+puts around ``training_step`` (bf16 hidden-layer GEMMs, weight-cast cache off), and, in the same rounds
+(interleaved, so that both see the same machine), the fp32 epoch and rollout for reference
+(``train_epoch.fp32_seconds``, ``rollout.fp32_seconds``); the default, ``32-true``, is fp32 only.
 
 Smoke run (seconds): ``python -m benchmarks.world_model --rounds 1 --transitions 2000 --rollouts 2000``
 (it overwrites the results file).
@@ -35,6 +35,7 @@ import torch
 
 from benchmarks.common import gemm_peak_flops, write
 from lightning_mbrl.allocator import keep_freed_memory
+from lightning_mbrl.precision import flush_denormals
 from lightning_mbrl.models.actor import TanhGaussianActor
 from lightning_mbrl.models.model_training import fit_ensemble, make_model_optimizer
 from lightning_mbrl.models.world_model import EnsembleDynamics
@@ -76,15 +77,21 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=10_000)
     parser.add_argument("--rollouts", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per round")
-    parser.add_argument(
-        "--gemm-dtype", choices=("float32", "bfloat16"), default="float32",
-        help="fit_ensemble's gemm_dtype for (a): float32 (None, the default) or bfloat16 (autocast)",
-    )
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                        help="the Trainer precision to time (a) and (b) under; bf16-mixed also times fp32")
     parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
                         help="keep: allocator.keep_freed_memory() as the CLI does (default); default: glibc as is")
     args = parser.parse_args()
+    flush_denormals()  # as the CLI does (precision.flush_denormals)
     kept = keep_freed_memory() if args.malloc == "keep" else False
-    gemm_dtype = None if args.gemm_dtype == "float32" else getattr(torch, args.gemm_dtype)
+    bf16 = args.precision == "bf16-mixed"
+
+    def under(precision_bf16: bool, fn):
+        """``fn`` under Lightning's bf16-mixed autocast (CPU, bf16, cache off), or as is."""
+        def run(*a, **k):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision_bf16, cache_enabled=False):
+                return fn(*a, **k)
+        return run
     torch.manual_seed(0)
 
     dynamics = EnsembleDynamics(OBS, ACT, n_members=MEMBERS, n_elites=ELITES, hidden=HIDDEN)
@@ -112,17 +119,17 @@ def main() -> None:
 
     model.holdout_mse = stamped_holdout_mse  # one call at the end of every epoch (+ one after restoring)
 
-    def fit(epochs: int, gemm_dtype: torch.dtype | None = gemm_dtype) -> list[float]:
+    def fit(epochs: int, precision_bf16: bool = bf16) -> list[float]:
         """Seconds of each epoch after the first (no early stop within ``epochs``)."""
         stamps.clear()
-        fit_ensemble(
-            model, inputs, targets, optimizer, max_epochs=epochs, max_epochs_since_update=10**6, gemm_dtype=gemm_dtype
+        under(precision_bf16, fit_ensemble)(
+            model, inputs, targets, optimizer, max_epochs=epochs, max_epochs_since_update=10**6
         )
         per_epoch = stamps[:epochs]
         return [b - a for a, b in itertools.pairwise(per_epoch)]
 
-    def rollout() -> None:
-        dynamics.rollout(start, policy, 1, mode="sample")
+    def rollout(precision_bf16: bool = bf16) -> None:
+        under(precision_bf16, dynamics.rollout)(start, policy, 1, mode="sample")
 
     with torch.no_grad():
         start_action = policy(start)
@@ -146,6 +153,7 @@ def main() -> None:
         "epoch": [],
         "epoch_fp32": [],
         "rollout": [],
+        "rollout_fp32": [],
         "model_step": [],
         "rollout_all": [],
         "peak": [],
@@ -153,9 +161,11 @@ def main() -> None:
     for i in range(args.rounds):
         rows["fit_1"].append(timed(lambda: fit(1)))
         rows["epoch"].extend(fit(1 + args.epochs))
-        if gemm_dtype is not None:  # the fp32 reference, interleaved
-            rows["epoch_fp32"].extend(fit(1 + args.epochs, None))
+        if bf16:  # the fp32 reference, interleaved
+            rows["epoch_fp32"].extend(fit(1 + args.epochs, False))
         rows["rollout"].extend(timed(rollout) for _ in range(3))
+        if bf16:
+            rows["rollout_fp32"].extend(timed(lambda: rollout(False)) for _ in range(3))
         rows["model_step"].extend(timed(model_step) for _ in range(3))
         if i < 3:  # slow (about 3 s) and only for comparison
             rows["rollout_all"].append(timed(rollout_all_members))
@@ -169,7 +179,7 @@ def main() -> None:
         "train_epoch": {
             "transitions": args.transitions,
             "batch_size": 256,
-            "gemm_dtype": args.gemm_dtype,
+            "precision": args.precision,
             "seconds": med["epoch"],
             "seconds_min": min(rows["epoch"]),
             "seconds_all": rows["epoch"],
@@ -185,6 +195,7 @@ def main() -> None:
             "seconds": med["rollout"],
             "seconds_min": min(rows["rollout"]),
             "seconds_all": rows["rollout"],
+            "fp32_seconds": med.get("rollout_fp32", med["rollout"]),
             "model_step_seconds": med["model_step"],
             "model_step_flop_bound_seconds": args.rollouts * mlp_flops(MODEL_SIZES) / peak,
             "all_members_then_pick_seconds": med["rollout_all"],
@@ -197,11 +208,11 @@ def main() -> None:
     te, ro = result["train_epoch"], result["rollout"]
     print(f"GEMM peak {peak / 1e9:.0f} GFLOP/s (median of {args.rounds} rounds, threads={torch.get_num_threads()})")
     print(
-        f"(a) train epoch, {args.transitions} transitions, {args.gemm_dtype} GEMMs: median {te['seconds']:.3f} s, "
+        f"(a) train epoch, {args.transitions} transitions, {args.precision}: median {te['seconds']:.3f} s, "
         f"min {te['seconds_min']:.3f} s (target 0.4 s); FLOP-bound {te['flop_bound_seconds']:.3f} s "
         f"({te['gflop']:.1f} GFLOP, median at {te['fraction_of_gemm_peak']:.0%} of peak); "
         f"fit_ensemble(max_epochs=1) {te['fit_max_epochs_1_seconds']:.3f} s"
-        + (f"; fp32 epoch in the same rounds {te['fp32_seconds']:.3f} s" if gemm_dtype is not None else "")
+        + (f"; fp32 epoch in the same rounds {te['fp32_seconds']:.3f} s" if bf16 else "")
     )
     print(
         f"(b) {args.rollouts} one-step rollouts: median {ro['seconds']:.3f} s, "
@@ -209,6 +220,7 @@ def main() -> None:
         f"({ro['gflop']:.1f} GFLOP, median at {ro['fraction_of_gemm_peak']:.0%} of peak); "
         f"model step alone {ro['model_step_seconds']:.3f} s (FLOP-bound {ro['model_step_flop_bound_seconds']:.3f} s); "
         f"all members then pick {ro['all_members_then_pick_seconds']:.3f} s"
+        + (f"; fp32 rollouts in the same rounds {ro['fp32_seconds']:.3f} s" if bf16 else "")
     )
     result["malloc"] = {"setting": args.malloc, "applied": kept}
     print(f"malloc: {args.malloc} (applied: {kept})")

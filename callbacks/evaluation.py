@@ -13,6 +13,7 @@ from callbacks.schedule import FrameSchedule
 from lightning_mbrl import keys, progress
 from lightning_mbrl.data.collection import ActorPolicy
 from lightning_mbrl.errors import ConfigError
+from lightning_mbrl.precision import evaluation_context
 from lightning_mbrl.protocols import EnvMaker, Policy
 
 EVAL_SEED_OFFSET = 10_000
@@ -60,6 +61,15 @@ class PeriodicEval(EnvOwningCallback, abc.ABC):
     checkpoint (the CLI lists the ``trainer.callbacks`` before the ``checkpoint`` section's callback)."""
 
     schedule: FrameSchedule
+    _precision_plugin = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._precision_plugin = trainer.precision_plugin
+
+    def precision_context(self):
+        """The trainer's precision (``bf16-mixed``: autocast) for the evaluator's forward passes, which run
+        outside ``training_step`` (``lightning_mbrl.precision.evaluation_context``)."""
+        return evaluation_context(self._precision_plugin)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if self.schedule.due(pl_module.frames):
@@ -126,7 +136,8 @@ class PolicyEval(PeriodicEval):
         max_steps = self.max_episode_steps or pl_module.spec.max_episode_steps or 1000
 
         def act(obs: Tensor) -> Tensor:
-            return pl_module.act(obs.to(pl_module.device), deterministic=True).cpu()
+            with self.precision_context():
+                return pl_module.act(obs.to(pl_module.device), deterministic=True).cpu()
 
         with progress.phase("eval policy", max_steps, unit="steps") as tick, torch.no_grad(), torch.random.fork_rng():
             self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)

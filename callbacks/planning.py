@@ -229,7 +229,8 @@ class PlannerEval(PeriodicEval):
         row: dict[str, Any] = {}
         with torch.no_grad(), torch.random.fork_rng(devices=[module.device] if module.device.type == "cuda" else []):
             if self.own_model is not None:
-                with progress.phase(f"eval {self.name}: model fit", self.own_model_steps, unit="steps") as tick:
+                with progress.phase(f"eval {self.name}: model fit", self.own_model_steps, unit="steps") as tick, \
+                        self.precision_context():
                     row["own_model_loss"] = self.own_model.fit(module.real_replay, self.own_model_steps, tick)
             act = self.make_actor(module, self.episodes)
             self._env.set_seed(self.seed)  # the same start states at every evaluation (and after a resume)
@@ -250,7 +251,8 @@ class PlannerEval(PeriodicEval):
         def act(obs: Tensor) -> Tensor:
             obs = obs.to(module.device)
             single = obs.dim() == 1
-            action = planner.act(obs.unsqueeze(0) if single else obs)
+            with self.precision_context():
+                action = planner.act(obs.unsqueeze(0) if single else obs)
             return (action.squeeze(0) if single else action).cpu()
 
         return act

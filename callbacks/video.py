@@ -244,7 +244,11 @@ class VideoEval(PeriodicEval):
 
     def actors(self, pl_module: pl.LightningModule) -> list[tuple[str, Callable[[], Callable[[Tensor], Tensor]]]]:
         """``(label, make_act)`` for the policy and each planner that can act now."""
-        actors = [("policy", lambda: lambda obs: pl_module.act(obs.to(pl_module.device), deterministic=True).cpu())]
+        def policy(obs: Tensor) -> Tensor:
+            with self.precision_context():
+                return pl_module.act(obs.to(pl_module.device), deterministic=True).cpu()
+
+        actors = [("policy", lambda: policy)]
         for cb in self._planner_callbacks:
             if cb.own_model is not None and cb.own_model.seen == 0:
                 rank_zero_warn(f"VideoEval: no video of {cb.name!r} at {pl_module.frames} frames: its own model "

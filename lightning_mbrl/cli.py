@@ -24,7 +24,7 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from callbacks.checkpoint import FrameCheckpoint
 from callbacks.divergence import DivergenceGuard
@@ -33,6 +33,7 @@ from callbacks.limits import apply_callback_limits
 from callbacks.progress import callbacks_with_progress_bar
 from lightning_mbrl.allocator import keep_freed_memory
 from lightning_mbrl.errors import ConfigError, TrainingDiverged, describe_type
+from lightning_mbrl.precision import default_precision, flush_denormals, precision_reason
 
 DEFAULT_SAVE_DIR = "runs"  # run folders: runs/<recipe>/version_N
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -87,6 +88,8 @@ class MBRLCLI(LightningCLI):
         self._resume: tuple[Path, int | None] | None = None  # (run folder continued, the checkpoint's frames)
         parser_kwargs = {"default_config_files": [str(config)]} if config else {}
         trainer_defaults = dict(TRAINER_DEFAULTS)
+        # bf16-mixed where bf16 GEMMs are native and the algorithm's learning tests pass in it (precision.py)
+        trainer_defaults["precision"] = default_precision() if getattr(model_class, "bf16_by_default", False) else "32-true"
         trainer_defaults["default_root_dir"] = f"{DEFAULT_SAVE_DIR}/{recipe}"
         trainer_defaults["logger"] = [  # moved to --trainer.default_root_dir when it is given
             {"class_path": f"pytorch_lightning.loggers.{cls}",
@@ -287,9 +290,12 @@ class MBRLCLI(LightningCLI):
         self.trainer.callbacks.append(RunFolderOfRankZero())
 
     def before_fit(self) -> None:
-        """Resuming into the checkpoint's run folder: ``metrics.csv`` keeps its rows up to the checkpoint's
-        frames (rows the killed run logged after it are dropped; the resumed run logs them again) and the
-        resumed run appends to it; TensorBoard hides the old events after those frames (``purge_step``)."""
+        """Says the run's precision and why (precision.py). Resuming into the checkpoint's run folder:
+        ``metrics.csv`` keeps its rows up to the checkpoint's frames (rows the killed run logged after it
+        are dropped; the resumed run logs them again) and the resumed run appends to it; TensorBoard hides
+        the old events after those frames (``purge_step``)."""
+        rank_zero_info(precision_reason(str(self.trainer.precision), self.trainer.strategy.root_device,
+                                        getattr(self.model_class, "bf16_by_default", False)))
         if self._resume is None or rank_zero_only.rank != 0:
             return
         folder, frames = self._resume
@@ -309,6 +315,11 @@ LIGHTNING_FLAG_CHECKS = ("pytorch_lightning/trainer/connectors/", "pytorch_light
                          "lightning_fabric/connector.py", "lightning_fabric/accelerators/")
 
 
+#: Hyperparameters older checkpoints may carry that no algorithm takes any more (Lightning drops them on load):
+#: ``model_gemm_dtype`` (MBPO, MAAC), replaced by ``--trainer.precision``.
+RETIRED_HPARAMS = frozenset({"model_gemm_dtype"})
+
+
 def _other_algorithm(cls: type, hparams: dict) -> str | None:
     """For a checkpoint that does not record its algorithm: a description of the other algorithm its
     hyperparameters show (keys ``cls`` does not take, or most of the arguments ``cls`` adds to its
@@ -316,7 +327,7 @@ def _other_algorithm(cls: type, hparams: dict) -> str | None:
     accepted = inspect.signature(cls.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         return None
-    unknown = sorted(k for k in hparams if not k.startswith("_") and k not in accepted)
+    unknown = sorted(k for k in hparams if not k.startswith("_") and k not in accepted and k not in RETIRED_HPARAMS)
     inherited = {name for base in cls.__mro__[1:] if "__init__" in vars(base)
                  for name in inspect.signature(base.__init__).parameters}
     own = [name for name in accepted if name not in inherited and name != "self"]
@@ -462,14 +473,17 @@ def run_seeds_recipe(model_class: type[pl.LightningModule], config: str | Path |
 def run_recipe(model_class: type[pl.LightningModule], config: str | Path | None,
                args: Sequence[str] | None = None, run: bool = True) -> MBRLCLI:
     """Entry point of ``python -m recipes.<name> fit``. A ``ConfigError`` becomes one line on stderr."""
-    keep_freed_memory()  # glibc keeps freed tensor memory for reuse (allocator.py: steadier, faster steps)
     return _run_cli(MBRLCLI, model_class, config, args, run)
 
 
 def _run_cli(cli_class: type, model_class: type[pl.LightningModule], config: str | Path | None,
              args: Sequence[str] | None, run: bool):
     """``cli_class`` for the recipe named by ``config``'s stem; a ``ConfigError`` becomes one line on stderr
-    and exit code 2, a ``TrainingDiverged`` one line and exit code 1."""
+    and exit code 2, a ``TrainingDiverged`` one line and exit code 1. First, before any parallel torch op:
+    subnormal floats flush to zero in every thread (``precision.flush_denormals``) and glibc keeps freed
+    tensor memory for reuse (``allocator.keep_freed_memory``), both for steadier, faster steps."""
+    flush_denormals()
+    keep_freed_memory()
     config = Path(config) if config else None
     recipe = config.stem if config else model_class.__name__.lower()
     try:

@@ -68,6 +68,7 @@ import numpy as np
 import yaml
 
 from lightning_mbrl import plot, stats
+from lightning_mbrl.precision import default_precision
 from lightning_mbrl.stats import Estimate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -883,7 +884,10 @@ def _load(name: str) -> dict:
 def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
     """``(cpu_hours, gpu_hours, basis)`` of one seed, from ``benchmarks/results`` timings (``None`` without them).
     CPU: the 2-core development machine; GPU: the CPU parts scaled by the assumptions above. Estimates only."""
-    mbpo, sac, planners = _load("mbpo_loop.json"), _load("sac_update.json"), _load("planners.json")
+    bf16 = default_precision() == "bf16-mixed"  # the recipes' precision on this machine
+    mbpo = (_load("mbpo_loop_bf16.json") if bf16 else {}) or _load("mbpo_loop.json")
+    sac, planners = _load("sac_update.json"), _load("planners.json")
+    sac_key = "library_bf16-mixed_ms" if bf16 else "library_32-true_ms"
     policy_frames = max(frames - cost.random_frames, 0)
     updates = cost.updates_per_frame * policy_frames
     if cost.kind == "mbpo":
@@ -898,14 +902,14 @@ def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
     elif cost.kind == "mbsac":
         if not sac:
             return None
-        update_s = next(u["library_ms"] for u in sac["updates"] if u["hidden"] == 256) / 1000
+        update_s = next(u.get(sac_key, u.get("library_ms")) for u in sac["updates"] if u["hidden"] == 256) / 1000
         other_s = (MBSAC_CPU_MS_PER_FRAME / 1000 - update_s) * policy_frames
         cpu, gpu = updates * update_s + other_s, updates * GPU_UPDATE_MS / 1000 + other_s / GPU_SPEEDUP
         basis = f"sac_update.json {update_s * 1000:.1f} ms/update; {MBSAC_CPU_MS_PER_FRAME:.0f} ms/frame (README)"
     elif cost.kind == "sac":
         if not sac:
             return None
-        update_s = next(u["library_ms"] for u in sac["updates"] if u["hidden"] == 256) / 1000
+        update_s = next(u.get(sac_key, u.get("library_ms")) for u in sac["updates"] if u["hidden"] == 256) / 1000
         cpu, gpu = updates * update_s, updates * GPU_UPDATE_MS / 1000
         basis = f"sac_update.json: {update_s * 1000:.1f} ms/update"
     else:

@@ -34,3 +34,17 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in a temporary directory so runs/ and logs land there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--precision", default=None, choices=("32-true", "bf16-mixed"),
+                     help="--trainer.precision for the learning tests' runs (default: the recipes' own, "
+                          "lightning_mbrl.precision.default_precision)")
+
+
+@pytest.fixture
+def precision_args(request) -> list[str]:
+    """``["--trainer.precision=<p>"]`` when pytest ran with ``--precision <p>``, else nothing (the recipes'
+    default): ``bash scripts/test.sh -m slow --precision 32-true`` reruns the learning tests in fp32."""
+    chosen = request.config.getoption("--precision")
+    return [f"--trainer.precision={chosen}"] if chosen else []

@@ -40,7 +40,7 @@ from jsonargparse.typing import (
 from tensordict import TensorDict, TensorDictBase
 
 from lightning_mbrl import keys
-from lightning_mbrl.algos.mbpo import MBPO, GemmDtype, Termination
+from lightning_mbrl.algos.mbpo import MBPO, Termination
 from lightning_mbrl.envs.known_fns import reward_fn as known_reward_fn
 from lightning_mbrl.errors import ConfigError, HoldoutRatio, LeftOpenUnitInterval, check_arguments, plain
 from lightning_mbrl.models.utils import polyak_update
@@ -52,6 +52,8 @@ MemberDraw = Literal["stratified", "independent"]
 
 
 class MAAC(MBPO):
+    bf16_by_default = False  # no learning evidence in bf16-mixed yet (pathwise gradients through the model)
+
     def __init__(
         self,
         env: str = "HalfCheetah-v5",
@@ -84,7 +86,6 @@ class MAAC(MBPO):
         holdout_ratio: HoldoutRatio = 0.2,
         max_holdout: NonNegativeInt = 5_000,
         max_model_epochs: PositiveInt | None = 200,
-        model_gemm_dtype: GemmDtype = "auto",
         termination: Termination = "known",
         # imagination
         model_train_freq: PositiveInt = 250,
@@ -132,7 +133,7 @@ class MAAC(MBPO):
             critic_lr=critic_lr, alpha_lr=alpha_lr, alpha=alpha, init_alpha=init_alpha, target_entropy=target_entropy,
             ensemble_size=ensemble_size, num_elites=num_elites, model_hidden=model_hidden, model_lr=model_lr,
             model_batch_size=model_batch_size, holdout_ratio=holdout_ratio, max_holdout=max_holdout,
-            max_model_epochs=max_model_epochs, model_gemm_dtype=model_gemm_dtype, termination=termination,
+            max_model_epochs=max_model_epochs, termination=termination,
             model_train_freq=model_train_freq, rollout_batch_size=rollout_batch_size,
             rollout_schedule=rollout_schedule, epoch_length=epoch_length, model_retain_epochs=model_retain_epochs,
             real_ratio=real_ratio,

@@ -76,6 +76,7 @@ from lightning_mbrl.objectives.omd import (
     soft_bellman_loss,
     soft_q_target,
 )
+from lightning_mbrl.precision import full_precision_context
 
 ModelLoss = Literal["omd", "mle", "vep"]
 Approximation = Literal["identity", "cg"]  # objectives.omd.APPROXIMATIONS (a test checks)
@@ -316,14 +317,18 @@ class OMD(OffPolicyAlgorithm):
     def implicit_model_gradient(self, batch: dict[str, Tensor]) -> tuple[Params, TensorDict]:
         """OMD's model gradient (Eq. 13, or Eq. 7 with ``approx="cg"``) at the current Q parameters
         taken as ``w*``: the world model's parameter names -> detached gradients, and the diagnostics
-        (``loss_outer``; ``cg_iterations``, ``cg_residual``). Touches no ``.grad``."""
+        (``loss_outer``; ``cg_iterations``, ``cg_residual``). Touches no ``.grad``. Always in full
+        precision, also under ``--trainer.precision bf16-mixed``: conjugate gradients on Hessian-vector
+        products through bf16 layers would solve a noisy system, and these networks are too small for bf16
+        to pay."""
         hp = self.hparams
-        return implicit_gradient(
-            self.inner_loss, lambda w: self.outer_loss(w, batch),
-            dict(self.world_model.named_parameters()), dict(self.q_nets.named_parameters()), batch,
-            approx=hp.approx, damping=hp.cg_damping, max_iter=hp.cg_max_iter,
-            negative_curvature=hp.cg_negative_curvature,
-        )
+        with full_precision_context():
+            return implicit_gradient(
+                self.inner_loss, lambda w: self.outer_loss(w, batch),
+                dict(self.world_model.named_parameters()), dict(self.q_nets.named_parameters()), batch,
+                approx=hp.approx, damping=hp.cg_damping, max_iter=hp.cg_max_iter,
+                negative_curvature=hp.cg_negative_curvature,
+            )
 
     def model_losses(self, batch: dict[str, Tensor], reward: Tensor, next_observation: Tensor) -> TensorDict:
         """The MLE or VEP model loss of the model's predictions ``reward [B]``, ``next_observation [B, D]``

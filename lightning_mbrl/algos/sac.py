@@ -35,6 +35,8 @@ from lightning_mbrl.objectives import sac as sac_losses
 
 
 class SAC(OffPolicyAlgorithm):
+    bf16_by_default = True  # SAC, MBPO, MBSAC and BOOTS learning tests pass in bf16-mixed (docs/precision.md)
+
     def __init__(
         self,
         env: str = "Pendulum-v1",

@@ -13,9 +13,13 @@ import torch
 from torch import Tensor
 
 from lightning_mbrl.models.utils import adamw
+from lightning_mbrl.precision import check_precision, parameters_changed
 
 
 class SeededAgent(pl.LightningModule):
+    def setup(self, stage: str) -> None:
+        check_precision(self.trainer.precision)
+
     # ------------------------------------------------------------------ optimizers (by name)
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opts = [adamw(self.q.parameters(), self.hparams.lr)]
@@ -49,6 +53,7 @@ class SeededAgent(pl.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss) if self._trainer is not None else loss.backward()
         opt.step()
+        parameters_changed()
 
     def _log_row(self, metrics: dict[str, float], step: int) -> None:
         """One row in every logger at ``step`` (updates or env steps, not optimizer steps)."""

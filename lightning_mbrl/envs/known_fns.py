@@ -20,6 +20,7 @@ from torch import Tensor
 from lightning_mbrl.envs import mujoco_fns
 from lightning_mbrl.envs.factory import KnownFnFactory, known_fn_factory, register_known_fns
 from lightning_mbrl.envs.mujoco_fns import TransitionFn, never_terminated
+from lightning_mbrl.precision import full_precision
 
 PENDULUM_MAX_TORQUE = 2.0
 
@@ -34,13 +35,15 @@ def pendulum_reward(obs: Tensor, action: Tensor, next_obs: Tensor) -> Tensor:
 
 
 def reward_fn(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> TransitionFn:
-    """The known reward ``r(s, a, s')`` of ``make_env(env_id, **env_kwargs)``."""
-    return known_fn_factory(env_id, "reward")(env_id, env_kwargs)
+    """The known reward ``r(s, a, s')`` of ``make_env(env_id, **env_kwargs)``, computed in full precision
+    under autocast (``precision.full_precision``)."""
+    return full_precision(known_fn_factory(env_id, "reward")(env_id, env_kwargs))
 
 
 def termination_fn(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> TransitionFn:
-    """The known ``terminated(s, a, s')`` of ``make_env(env_id, **env_kwargs)``."""
-    return known_fn_factory(env_id, "termination")(env_id, env_kwargs)
+    """The known ``terminated(s, a, s')`` of ``make_env(env_id, **env_kwargs)``, computed in full
+    precision under autocast (``precision.full_precision``)."""
+    return full_precision(known_fn_factory(env_id, "termination")(env_id, env_kwargs))
 
 
 def _regardless_of_kwargs(fn: TransitionFn) -> KnownFnFactory:

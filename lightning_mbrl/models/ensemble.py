@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from lightning_mbrl.distributed import RankSync
 from lightning_mbrl.errors import require_non_negative, require_positive
-from lightning_mbrl.models.mlp import ACTIVATIONS, BatchedLinear, activation
+from lightning_mbrl.models.mlp import ACTIVATIONS, BatchedLinear, activation, outside_autocast
 from lightning_mbrl.models.segmented_gemm import segmented_forward
 from lightning_mbrl.models.utils import truncated_normal_
 
@@ -148,12 +148,13 @@ class GaussianEnsemble(nn.Module):
             if members is not None:  # (on CPU, index_select of a 2-D view is ~1000x faster than of 3-D)
                 weight = weight.flatten(1).index_select(0, members).view(-1, *weight.shape[1:])
                 bias = bias.flatten(1).index_select(0, members).view(-1, *bias.shape[1:])
-            if i == last and torch.is_autocast_enabled(h.device.type):
-                # Under autocast (``fit_ensemble(gemm_dtype=torch.bfloat16)``) the hidden layers
-                # run in the autocast dtype; the output layer (5% of MBPO's FLOPs) runs in the
-                # parameters' dtype so that the predictions are not rounded to bf16.
-                with torch.autocast(h.device.type, enabled=False):
-                    h = torch.baddbmm(bias, h.to(bias.dtype), weight)
+            if i == last:
+                # Under autocast (``--trainer.precision bf16-mixed``) the hidden layers run in bf16;
+                # the output layer (5% of MBPO's FLOPs) runs in the parameters' dtype so that the
+                # predictions are not rounded to bf16 (models.mlp.outside_autocast).
+                h, scope = outside_autocast(h, bias.dtype)
+                with scope:
+                    h = torch.baddbmm(bias, h, weight)
             else:
                 h = torch.baddbmm(bias, h, weight)
             if i < last:

@@ -3,10 +3,15 @@
 ``BatchedMLP`` computes E independent networks as one network: every layer is a single
 ``baddbmm`` over weights of shape ``[E, in, out]``. It serves the twin critics of SAC (E = 2) and
 the world-model ensembles (E = 7) alike, with no Python loop over members.
+
+Under autocast (``--trainer.precision bf16-mixed``, ``lightning_mbrl.precision``) the hidden layers run
+in bf16 and every network's output layer in its parameters' dtype (fp32): Q-values, means, log-stds
+and logits are never rounded to bf16.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -25,13 +30,33 @@ def activation(name: str) -> nn.Module:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
+def outside_autocast(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, contextlib.AbstractContextManager]:
+    """``x`` in ``dtype`` and a context with autocast off on ``x``'s device if it is on there (else a
+    no-op context): an output layer computed in its parameters' dtype from bf16 hidden activations."""
+    if torch.is_autocast_enabled(x.device.type):
+        return x.to(dtype), torch.autocast(x.device.type, enabled=False)
+    return x, contextlib.nullcontext()
+
+
+class OutputLinear(nn.Linear):
+    """``nn.Linear`` that computes in its parameters' dtype even under autocast: a network's output
+    layer (a few percent of its FLOPs), so that its outputs are not rounded to bf16. Same parameters
+    and state-dict keys as ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, scope = outside_autocast(x, self.weight.dtype)
+        with scope:
+            return super().forward(x)
+
+
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu") -> nn.Sequential:
-    """``in_dim -> hidden[0] -> ... -> out_dim`` with ``act`` between layers (none at the output)."""
+    """``in_dim -> hidden[0] -> ... -> out_dim`` with ``act`` between layers (none at the output); the
+    output layer is an :class:`OutputLinear`."""
     layers: list[nn.Module] = []
     for width in hidden:
         layers += [nn.Linear(in_dim, width), activation(act)]
         in_dim = width
-    layers.append(nn.Linear(in_dim, out_dim))
+    layers.append(OutputLinear(in_dim, out_dim))
     return nn.Sequential(*layers)
 
 
@@ -73,10 +98,13 @@ class BatchedMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 2:  # shared input: a stride-0 view, no copy
             x = x.expand(self.n_members, *x.shape)
-        h = self.layers[0](x)
-        for layer in self.layers[1:]:
-            h = layer(self.act(h))
-        return h
+        h = x
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        out = self.layers[-1]
+        h, scope = outside_autocast(h, out.weight.dtype)  # the output layer in fp32 (module docstring)
+        with scope:
+            return out(h)
 
 
 def seeded_members_(net: BatchedMLP, seeds: Sequence[int], stream: int = 0) -> BatchedMLP:

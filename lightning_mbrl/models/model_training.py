@@ -8,17 +8,16 @@ weight decays as L2 ``weight_decay`` of one parameter group per layer: Adam then
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from typing import Callable
 
 import torch
 from tensordict import TensorDict
 
 from lightning_mbrl.distributed import RankSync
-from lightning_mbrl.errors import ConfigError, require_non_negative, require_positive
+from lightning_mbrl.errors import require_non_negative, require_positive
 from lightning_mbrl.models.ensemble import GaussianEnsemble
 from lightning_mbrl.models.utils import adam
+from lightning_mbrl.precision import full_precision_context, parameters_changed
 
 
 def make_model_optimizer(model: GaussianEnsemble, lr: float = 1e-3) -> torch.optim.Optimizer:
@@ -41,44 +40,6 @@ def _total_loss(losses: TensorDict) -> torch.Tensor:
     return sum(value for name, value in losses.items() if name.startswith("loss_"))
 
 
-GEMM_DTYPES = (None, torch.bfloat16)
-"""The allowed ``gemm_dtype`` values of ``fit_ensemble``: ``None`` (the parameters' dtype) or an
-autocast dtype."""
-
-
-def has_native_bf16_gemms(device: torch.device | str) -> bool:
-    """Whether ``device`` multiplies bf16 matrices in hardware: a CUDA device with bf16 support, or a
-    CPU with AVX512-BF16 or AMX (elsewhere bf16 GEMMs are emulated and slower than fp32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's (private) probes
-        return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
-    return False
-
-
-GEMM_PRECISIONS = ("auto", "float32", "bfloat16")
-"""Names of the ensemble's GEMM precision (MBPO's ``model_gemm_dtype``); see ``gemm_dtype_for``."""
-
-
-def gemm_dtype_for(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """``fit_ensemble``'s ``gemm_dtype`` for a precision name: ``"float32"`` -> ``None``,
-    ``"bfloat16"`` -> ``torch.bfloat16``, ``"auto"`` -> bf16 if ``has_native_bf16_gemms(device)``
-    else ``None``. Anything else is a ``ConfigError`` naming the allowed values."""
-    if precision not in GEMM_PRECISIONS:
-        raise ConfigError(f"model_gemm_dtype must be one of {list(GEMM_PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return torch.bfloat16 if has_native_bf16_gemms(device) else None
-    return torch.bfloat16 if precision == "bfloat16" else None
-
-
-def check_gemm_dtype(name: str, gemm_dtype: torch.dtype | None) -> None:
-    """Raise a ``ConfigError`` naming ``name`` unless ``gemm_dtype`` is one of ``GEMM_DTYPES``."""
-    if not any(gemm_dtype is allowed for allowed in GEMM_DTYPES):
-        raise ConfigError(f"{name} must be None or torch.bfloat16, got {gemm_dtype!r}")
-
-
 def fit_ensemble(
     model: GaussianEnsemble,
     inputs: torch.Tensor,
@@ -93,7 +54,6 @@ def fit_ensemble(
     improvement_threshold: float = 0.01,
     generator: torch.Generator | None = None,
     sync: RankSync | None = None,
-    gemm_dtype: torch.dtype | None = None,
     on_epoch: Callable[[], None] | None = None,
 ) -> TensorDict:
     """Train ``model`` on ``inputs [N, in]``, ``targets [N, out]`` with MBPO's early stopping.
@@ -132,15 +92,14 @@ def fit_ensemble(
     every step's gradients and every holdout MSE are averaged across ranks, so the ranks stop at the
     same epoch, snapshot the same members and pick the same elites with bit-identical parameters.
 
-    ``gemm_dtype`` (opt-in, default ``None``: everything in the parameters' dtype) runs the training
-    forward of every step under ``torch.autocast(<the model's device type>, dtype=gemm_dtype)``;
-    only ``torch.bfloat16`` is allowed (float16 would need loss scaling). The GEMMs of the hidden
-    layers (and their backward) run in bf16, and so do the hidden activations; the output layer,
-    the log-variance bounds, the loss, the parameters, their gradients, the Adam state and the
-    holdout evaluation stay in the parameters' dtype. On CPUs with bf16 instructions
-    (AVX512-BF16, AMX) an epoch at MBPO's sizes is 1.25-1.4x faster (``python -m
-    benchmarks.world_model --gemm-dtype bfloat16``) for the same holdout MSE (see the tests); it
-    changes the numerics, so results are not bit-identical to the default's.
+    Precision: the training steps run under whatever autocast is on where this is called (Lightning's
+    ``--trainer.precision bf16-mixed`` runs ``training_step`` under bf16 autocast; outside Lightning,
+    ``torch.autocast``). Under bf16 autocast the hidden layers' GEMMs (and their backward) and the
+    hidden activations are bf16; the output layer, the log-variance bounds, the loss, the parameters,
+    their gradients and the Adam state stay in the parameters' dtype, and the holdout evaluation (the
+    early-stopping rule and the elites) runs with autocast off. On CPUs with bf16 instructions
+    (AVX512-BF16, AMX) an epoch at MBPO's sizes is 1.25-1.4x faster (``python -m benchmarks.world_model``)
+    for the same holdout MSE (see the tests); results are not bit-identical to fp32's.
 
     ``on_epoch`` (optional) is called after every epoch, e.g. to report progress.
 
@@ -162,7 +121,6 @@ def fit_ensemble(
         require_positive("max_epochs", max_epochs)
     require_non_negative("max_epochs_since_update", max_epochs_since_update)
     require_non_negative("improvement_threshold", improvement_threshold)
-    check_gemm_dtype("gemm_dtype", gemm_dtype)
 
     device, dtype = model.input_mean.device, model.input_mean.dtype
     inputs = inputs.detach().to(device=device, dtype=dtype)
@@ -174,11 +132,6 @@ def fit_ensemble(
         raise ValueError(f"inputs must leave at least one training sample after the holdout, got N={n}")
     if n_holdout == 0 and max_epochs is None:
         raise ValueError("max_epochs is required when the holdout is empty (no early stopping)")
-
-    if gemm_dtype is None:
-        precision = contextlib.nullcontext
-    else:
-        precision = functools.partial(torch.autocast, device.type, dtype=gemm_dtype)
 
     permutation = torch.randperm(n, generator=generator, device=device)
     x_holdout, y_holdout = inputs[permutation[:n_holdout]], targets[permutation[:n_holdout]]
@@ -201,13 +154,13 @@ def fit_ensemble(
             index = bootstrap[:, start : start + batch_size]  # [E, B]
             xb = x_train.index_select(0, index.reshape(-1)).view(*index.shape, model.in_dim)
             yb = y_train.index_select(0, index.reshape(-1)).view(*index.shape, model.out_dim)
-            with precision():
-                loss = _total_loss(model.loss(xb, yb))
+            loss = _total_loss(model.loss(xb, yb))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if sync is not None:
                 sync.average_gradients(model.parameters())
             optimizer.step()
+            parameters_changed()
             loss_sum += loss.detach()
         train_loss = loss_sum / -(-n_train // batch_size)
         epochs += 1
@@ -215,7 +168,7 @@ def fit_ensemble(
             on_epoch()  # progress reporting (lightning_mbrl.progress.phase's tick)
 
         if n_holdout > 0:
-            with torch.no_grad():  # evaluation only
+            with torch.no_grad(), full_precision_context():  # evaluation only
                 mse = model.holdout_mse(x_holdout, y_holdout)  # [E]
                 if sync is not None:
                     sync.mean_(mse)
@@ -232,13 +185,14 @@ def fit_ensemble(
             break
 
     if n_holdout > 0:
-        with torch.no_grad():
+        with torch.no_grad(), full_precision_context():
             for snapshot, p in zip(best_params, member_params):
                 p.copy_(snapshot)
             holdout_mse = model.holdout_mse(x_holdout, y_holdout)
             if sync is not None:
                 sync.mean_(holdout_mse)
             model.elites.copy_(holdout_mse.argsort()[: model.n_elites])
+        parameters_changed()
     else:
         holdout_mse = torch.full((n_members,), float("nan"), device=device, dtype=dtype)
     return TensorDict(

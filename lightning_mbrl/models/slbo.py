@@ -27,10 +27,12 @@ from torch import Tensor, nn
 
 from lightning_mbrl import keys
 from lightning_mbrl.errors import require_non_negative, require_positive
+from lightning_mbrl.models.mlp import OutputLinear
 from lightning_mbrl.models.normalizer import RunningNormalizer
 from lightning_mbrl.models.rollout import WorldModel
 from lightning_mbrl.models.utils import truncated_normal_
 from lightning_mbrl.models.world_model import TerminationFn
+from lightning_mbrl.precision import parameters_changed
 
 RewardFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -95,12 +97,12 @@ class DeterministicDynamics(WorldModel):
         self.diff_normalizer = RunningNormalizer(observation_dim)
         self.input = nn.Linear(observation_dim + action_dim, n_units)
         self.blocks = nn.Sequential(*(FixupBlock(n_units, n_blocks) for _ in range(n_blocks)))
-        self.output = nn.Linear(n_units, observation_dim)
+        self.output = OutputLinear(n_units, observation_dim)  # fp32 under autocast (models.mlp)
         nn.init.kaiming_normal_(self.input.weight, nonlinearity="relu")
         nn.init.zeros_(self.input.bias)
         truncated_normal_(self.output.weight, init_std)  # starts predicting the mean change
         nn.init.zeros_(self.output.bias)
-        self.reward_head = nn.Linear(n_units, 1) if reward_fn is None else None
+        self.reward_head = OutputLinear(n_units, 1) if reward_fn is None else None
 
     # ------------------------------------------------------------------------------ data
     @torch.no_grad()
@@ -203,6 +205,7 @@ def _apply_locally(loss: Tensor, optimizer: torch.optim.Optimizer, max_grad_norm
     params = [p for group in optimizer.param_groups for p in group["params"]]
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
+    parameters_changed()
 
 
 def fit_slbo(

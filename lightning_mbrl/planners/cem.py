@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from lightning_mbrl.errors import ConfigError, require_in_range, require_positive
+from lightning_mbrl.precision import full_precision_context
 
 #: ``candidates [E, C, H, A] (or long [E, C, H]) -> scores [E, C]``.
 ScoreFn = Callable[[Tensor], Tensor]
@@ -157,7 +158,8 @@ def mppi(
         candidates = _clamp(mean.unsqueeze(1) + std.unsqueeze(1) * noise[i], low, high)
         scores = _scores(score, candidates)  # [E, C]
         weights = torch.softmax(scores / temperature, dim=1)
-        target = torch.einsum("ec,ec...->e...", weights, candidates)
+        with full_precision_context():  # a weighted mean of actions, not a network: never in bf16
+            target = torch.einsum("ec,ec...->e...", weights, candidates)
         mean = smoothing * mean + (1.0 - smoothing) * target
     best_score, best = scores.max(dim=1)
     return SearchResult(_pick(candidates, best.unsqueeze(1)).squeeze(1), best_score, mean, std)

@@ -21,12 +21,12 @@ from lightning_mbrl.envs.pwl_env import optimal_return
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_boots_dqn_closes_most_of_the_gap(in_tmp):
+def test_boots_dqn_closes_most_of_the_gap(in_tmp, precision_args):
     optimum = optimal_return("pwl/semi-rand-0")
     dqn, boots = [], []
     for seed in range(3):
         cli = recipe.main([
-            "fit", f"--model.seed={seed}", "--model.max_frames=30000", "--eval.every_frames=30000",
+            "fit", *precision_args, f"--model.seed={seed}", "--model.max_frames=30000", "--eval.every_frames=30000",
             "--eval.episodes=200", "--trainer.callbacks=[]", "--trainer.callbacks+=callbacks.BootsEval",
             "--trainer.callbacks.every_frames=30000", "--trainer.callbacks.episodes=200",
             "--trainer.callbacks.horizon=3", "--trainer.enable_progress_bar=false",

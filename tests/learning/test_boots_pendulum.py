@@ -26,11 +26,11 @@ def curve(rows: list[dict], key: str) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_boots_improves_a_small_sac_on_pendulum(in_tmp):
+def test_boots_improves_a_small_sac_on_pendulum(in_tmp, precision_args):
     policy, boots = [], []
     for seed in range(3):
         cli = recipe.main([
-            "fit", f"--model.seed={seed}", "--model.hidden=[16, 16]", "--model.max_frames=8000",
+            "fit", *precision_args, f"--model.seed={seed}", "--model.hidden=[16, 16]", "--model.max_frames=8000",
             "--model.init_random_frames=1000", "--eval.every_frames=2000", "--eval.episodes=10",
             "--trainer.callbacks+=callbacks.BootsEval", "--trainer.callbacks.every_frames=2000",
             "--trainer.callbacks.episodes=10", "--trainer.callbacks.own_model_steps=3000",

@@ -18,9 +18,9 @@ THRESHOLD = -250.0
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_two_rank_sac_pendulum_reaches_threshold(tmp_path):
+def test_two_rank_sac_pendulum_reaches_threshold(tmp_path, precision_args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
-    cmd = [sys.executable, "-m", "recipes.sac_pendulum", "fit",
+    cmd = [sys.executable, "-m", "recipes.sac_pendulum", "fit", *precision_args,
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
            "--model.max_frames", "7500", "--model.init_random_frames", "500", "--model.updates_per_frame", "2",
            "--model.batch_size", "128", "--eval.every_frames", "500", "--checkpoint.every_frames", "0"]

@@ -41,8 +41,8 @@ def eval_curve(cli) -> list[tuple[int, float]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dqn_cartpole_reaches_threshold(seed, in_tmp):
-    cli = recipe.main(["fit", f"--model.seed={seed}", "--trainer.enable_progress_bar=false",
+def test_dqn_cartpole_reaches_threshold(seed, in_tmp, precision_args):
+    cli = recipe.main(["fit", *precision_args, f"--model.seed={seed}", "--trainer.enable_progress_bar=false",
                        "--trainer.enable_checkpointing=false",
                        "--trainer.callbacks+=tests.learning.test_dqn_cartpole.StopAtThreshold"])
     curve = eval_curve(cli)

@@ -46,9 +46,9 @@ def frames_to_threshold(curve: list[tuple[int, float]]) -> int | None:
 @pytest.mark.slow
 @pytest.mark.timeout(5400)  # a seed (MAAC 3k frames with MPC, then SAC <= 9k) takes ~25 min alone on a core
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp):
+def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp, precision_args):
     maac = maac_recipe.main([
-        "fit", f"--model.seed={seed}", f"--model.max_frames={MAAC_FRAMES}", *COMMON,
+        "fit", *precision_args, f"--model.seed={seed}", f"--model.max_frames={MAAC_FRAMES}", *COMMON,
         "--trainer.callbacks+=callbacks.MPCEval", f"--trainer.callbacks.every_frames={MAAC_FRAMES}",
         "--trainer.callbacks.episodes=10",
     ])
@@ -56,7 +56,7 @@ def test_maac_beats_threshold_and_sac_and_mpc_keeps_the_return(seed, in_tmp):
     maac_hit = frames_to_threshold(maac_curve)
     assert maac_hit is not None and maac_hit <= MAAC_FRAMES, f"MAAC never reached {THRESHOLD}: {maac_curve}"
     # SAC only has to be shown not to reach the threshold before 3x MAAC's frames: it runs that far.
-    sac = run_recipe(SAC, None, ["fit", "--model.env=InvertedPendulum-v5", f"--model.seed={seed}",
+    sac = run_recipe(SAC, None, ["fit", *precision_args, "--model.env=InvertedPendulum-v5", f"--model.seed={seed}",
                                  f"--model.max_frames={3 * maac_hit}", "--model.init_random_frames=500", *COMMON])
     sac_curve = curve_of(sac)
     sac_hit = frames_to_threshold(sac_curve)

@@ -5,8 +5,8 @@ Both agents are evaluated every 250 frames with 10 deterministic episodes (the m
 1000). SAC runs up to 15,000 frames; if it never reaches 950, 15,000 is a lower bound on its frames
 to threshold and the ratio test still applies. A random policy scores about 5-10 and an agent that
 balances only briefly scores far below 950, so 950 means the pole stays up (almost) every episode.
-MBPO fits its model with the default precision (``model_gemm_dtype: auto``: bf16 GEMMs on CPUs with
-AVX512-BF16 or AMX, fp32 elsewhere); both were measured at 2000-2250 frames to 950 (README, Speed).
+Both run at the recipes' default precision (``bf16-mixed`` on CPUs with AVX512-BF16 or AMX, ``32-true``
+elsewhere; ``pytest --precision`` picks one).
 """
 
 import csv
@@ -35,10 +35,10 @@ def frames_to_threshold(cli) -> tuple[int | None, list[tuple[int, float]]]:
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # a seed (MBPO 5k frames, then SAC 15k) takes ~12 min alone on 2 cores, past the 900 s default
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mbpo_beats_threshold_and_sac(seed, in_tmp):
-    mbpo = mbpo_recipe.main(["fit", f"--model.seed={seed}", f"--model.max_frames={MBPO_FRAMES}", *COMMON])
+def test_mbpo_beats_threshold_and_sac(seed, in_tmp, precision_args):
+    mbpo = mbpo_recipe.main(["fit", *precision_args, f"--model.seed={seed}", f"--model.max_frames={MBPO_FRAMES}", *COMMON])
     mbpo_hit, mbpo_curve = frames_to_threshold(mbpo)
-    sac = run_recipe(SAC, None, ["fit", "--model.env=InvertedPendulum-v5", f"--model.seed={seed}",
+    sac = run_recipe(SAC, None, ["fit", *precision_args, "--model.env=InvertedPendulum-v5", f"--model.seed={seed}",
                                  f"--model.max_frames={SAC_FRAMES}", "--model.init_random_frames=500", *COMMON])
     sac_hit, sac_curve = frames_to_threshold(sac)
     print(f"\nseed {seed}: MBPO reaches {THRESHOLD:.0f} at {mbpo_hit} frames, SAC at {sac_hit}")

@@ -21,9 +21,9 @@ THRESHOLD = -250.0
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_mbsac_pendulum_reaches_threshold(seed, in_tmp):
+def test_mbsac_pendulum_reaches_threshold(seed, in_tmp, precision_args):
     cli = recipe.main([
-        "fit", f"--model.seed={seed}", "--model.env=Pendulum-v1", "--model.env_kwargs={}",
+        "fit", *precision_args, f"--model.seed={seed}", "--model.env=Pendulum-v1", "--model.env_kwargs={}",
         "--model.max_frames=5000", "--model.init_random_frames=1000", "--eval.every_frames=500",
         "--eval.episodes=10", "--trainer.enable_progress_bar=false", "--trainer.enable_checkpointing=false",
     ])

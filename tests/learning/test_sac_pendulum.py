@@ -25,8 +25,8 @@ def eval_curve(cli) -> list[tuple[int, float]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sac_pendulum_reaches_threshold(seed, in_tmp):
-    cli = recipe.main(["fit", f"--model.seed={seed}", "--trainer.enable_progress_bar=false",
+def test_sac_pendulum_reaches_threshold(seed, in_tmp, precision_args):
+    cli = recipe.main(["fit", *precision_args, f"--model.seed={seed}", "--trainer.enable_progress_bar=false",
                        "--trainer.enable_checkpointing=false"])
     curve = eval_curve(cli)
     print(f"seed {seed}: " + ", ".join(f"{f}:{r:.0f}" for f, r in curve))

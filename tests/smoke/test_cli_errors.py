@@ -30,6 +30,9 @@ def run_cli(capsys, *args):
         (["--model.gamma", "1.5"], ["gamma must be a number in [0, 1], got 1.5"]),
         (["--eval.episodes", "0"], ["eval.episodes must be >= 1"]),
         (["--model.bogus", "1"], ["unrecognized arguments: --model.bogus"]),
+        (["--trainer.precision", "bf16-true"],
+         ["trainer.precision must be one of ['32-true', 'bf16-mixed', '64-true'], got 'bf16-true'"]),
+        (["--trainer.precision", "fp8"], ["precision", "fp8"]),
     ],
 )
 def test_bad_value_gives_one_clear_line(capsys, in_tmp, args, expected):

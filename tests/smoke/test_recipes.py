@@ -37,9 +37,11 @@ def test_every_recipe_is_collected():
     assert {"sac_pendulum", "sac_halfcheetah", "sac_humanoid"} <= set(RECIPES)
 
 
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_recipe_fits_with_tiny_overlay(recipe, in_tmp):
-    cli = fit(recipe)
+def test_recipe_fits_with_tiny_overlay(recipe, precision, in_tmp):
+    cli = fit(recipe, f"--trainer.precision={precision}")
+    assert str(cli.trainer.precision) == precision
     model = cli.model
     hp = model.hparams
     assert (hp.max_frames, hp.init_random_frames) == (200, 100)

@@ -2,7 +2,8 @@
 logs exactly what an uninterrupted run with the same seed logs after the checkpoint: every loss,
 model metric, counter and evaluation return (policy and BOOTS), bit for bit (CPU, one thread). The checkpoint holds
 the replay buffer (size proportional to the data), the env mid-episode, the collector's carrier
-and the RNG states; MBPO's holds its model replay too."""
+and the RNG states; MBPO's holds its model replay too. In fp32 for every case, and under
+``--trainer.precision bf16-mixed`` for SAC with BOOTS and for MBPO."""
 
 import csv
 import os
@@ -58,14 +59,16 @@ def rows_after(metrics: Path, frames: int) -> dict[tuple[int, str], str]:
     return out
 
 
-@pytest.mark.parametrize("recipe", sorted(CASES))
-def test_killed_and_resumed_run_matches_the_uninterrupted_run(recipe, tmp_path):
+@pytest.mark.parametrize("recipe, precision", [*((r, "32-true") for r in sorted(CASES)),
+                                               ("sac_pendulum", "bf16-mixed"), ("mbpo_invertedpendulum", "bf16-mixed")])
+def test_killed_and_resumed_run_matches_the_uninterrupted_run(recipe, precision, tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     straight.mkdir(), broken.mkdir()
-    done = run(recipe, straight)
+    done = run(recipe, straight, "--trainer.precision", precision)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    killed = run(recipe, broken, "--trainer.callbacks+=tests.helpers.KillAt", f"--trainer.callbacks.frames={KILL_AT}")
+    killed = run(recipe, broken, "--trainer.precision", precision,
+                 "--trainer.callbacks+=tests.helpers.KillAt", f"--trainer.callbacks.frames={KILL_AT}")
     assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL: nothing ran after it
     checkpoints = broken / "runs" / recipe / "version_0" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == [f"frames={CHECKPOINT_AT}.ckpt", "last.ckpt"]
@@ -78,7 +81,7 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_run(recipe, tmp_path):
     assert state["env"] is not None and "mujoco" in state["env"] or recipe.endswith("pendulum")
     assert ("model_replay" in state) == recipe.startswith(("mbpo", "maac"))
 
-    resumed = run(recipe, broken, "--ckpt_path", "last")
+    resumed = run(recipe, broken, "--ckpt_path", "last", "--trainer.precision", precision)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     expected = rows_after(straight / "runs" / recipe / "version_0" / "metrics.csv", CHECKPOINT_AT)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-CORE = {"keys", "errors", "protocols", "distributed", "progress", "allocator", "stats"}
+CORE = {"keys", "errors", "protocols", "distributed", "progress", "allocator", "stats", "precision"}
 # layer -> the lightning_mbrl layers it may import (besides itself); None: any but the forbidden
 ALLOWED = {
     "core": set(),

@@ -79,7 +79,6 @@ OWN_BAD = {
     ],
     MBPO: [
         ("termination", "foo", "termination must be one of ['known', 'learned', 'never'], got 'foo'"),
-        ("model_gemm_dtype", "fp16", "model_gemm_dtype must be one of ['auto', 'float32', 'bfloat16'], got 'fp16'"),
         ("holdout_ratio", 0.95, "holdout_ratio must be a number in [0, 0.9], got 0.95"),
         ("real_ratio", 1.5, "real_ratio must be a number in [0, 1], got 1.5"),
         ("ensemble_size", True, "ensemble_size must be a positive int, got True"),
@@ -205,13 +204,11 @@ def test_maac_repeats_mbpos_arguments_with_the_same_types() -> None:
 
 def test_choices_match_the_code_that_uses_them() -> None:
     from lightning_mbrl.models.mlp import ACTIVATIONS
-    from lightning_mbrl.models.model_training import GEMM_PRECISIONS
     from lightning_mbrl.objectives.dqn import LOSSES
 
-    dqn, mbpo = hints(DQN.__init__), hints(MBPO.__init__)
+    dqn = hints(DQN.__init__)
     assert set(typing.get_args(dqn["activation"])) == set(ACTIVATIONS)
     assert typing.get_args(dqn["loss"]) == tuple(LOSSES)
-    assert typing.get_args(mbpo["model_gemm_dtype"]) == tuple(GEMM_PRECISIONS)
 
 
 # ------------------------------------------------------------------------------- the CLI

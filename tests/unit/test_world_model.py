@@ -782,33 +782,52 @@ def test_step_gradient_wrt_action_matches_finite_differences(mode: str) -> None:
     assert torch.autograd.gradcheck(f, (action,), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-# ----------------------------------------------------------------------------- fit_ensemble(gemm_dtype=bf16)
+# ----------------------------------------------------------------------------- fit_ensemble under bf16 autocast
 def test_bf16_gemms_reach_the_fp32_holdout_mse_on_linear_gaussian() -> None:
-    """``gemm_dtype=torch.bfloat16`` (autocast of the hidden layers' GEMMs) fits the linear-Gaussian
-    system as well as fp32: same split, same initialisation, 40 epochs; the elites' holdout MSE
-    within 10% of fp32's (the noise floor is (0.1^2 + 0.3^2) / 2 = 0.05; observed: 0.0514 both,
-    within 0.2%). Parameters, Adam state and the reported holdout MSE stay fp32."""
+    """Under bf16 autocast (what ``--trainer.precision bf16-mixed`` puts around ``training_step``) the
+    ensemble fits the linear-Gaussian system as well as fp32: same split, same initialisation, 40
+    epochs; the elites' holdout MSE within 10% of fp32's (the noise floor is (0.1^2 + 0.3^2) / 2 =
+    0.05; observed: 0.0514 both, within 0.2%). Parameters, Adam state and the reported holdout MSE
+    stay fp32."""
     g = torch.Generator().manual_seed(6)
     x, y, _ = linear_gaussian(2000, g)
     results = {}
-    for gemm_dtype in (None, torch.bfloat16):
+    for bf16 in (False, True):
         torch.manual_seed(6)
         model = GaussianEnsemble(3, 2, hidden=(64, 64), weight_decays=(2.5e-5, 5e-5, 1e-4))
         optimizer = make_model_optimizer(model, lr=3e-3)
-        result = fit_ensemble(
-            model, x, y, optimizer, max_epochs=40, generator=torch.Generator().manual_seed(7), gemm_dtype=gemm_dtype
-        )
-        results[gemm_dtype] = float(result["holdout_mse"][result["elites"]].mean())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+            result = fit_ensemble(model, x, y, optimizer, max_epochs=40, generator=torch.Generator().manual_seed(7))
+        results[bf16] = float(result["holdout_mse"][result["elites"]].mean())
         assert result["holdout_mse"].dtype == torch.float32
         assert all(p.dtype == torch.float32 for p in model.parameters())
         assert all(v.dtype == torch.float32 for s in optimizer.state.values() for k, v in s.items() if k != "step")
-    fp32, bf16 = results[None], results[torch.bfloat16]
+    fp32, bf16 = results[False], results[True]
     assert fp32 < 0.06, results  # learned down to the noise floor
     assert abs(bf16 - fp32) < 0.1 * fp32, results
 
 
+def test_fit_under_an_autocast_with_its_weight_cache_on_uses_the_updated_weights() -> None:
+    """``torch.autocast``'s default keeps each parameter's bf16 copy until the outermost context exits
+    and misses in-place optimizer steps; ``fit_ensemble`` drops the copies after every step
+    (``precision.parameters_changed``), so a fit under a caching autocast is bit-identical to one under
+    Lightning's (cache off). Without the drop, every step after the first would see the initial weights."""
+    g = torch.Generator().manual_seed(6)
+    x, y, _ = linear_gaussian(400, g)
+    results = []
+    for cache in (False, True):
+        torch.manual_seed(6)
+        model = GaussianEnsemble(3, 2, hidden=(16, 16), weight_decays=(2.5e-5, 5e-5, 1e-4))
+        optimizer = make_model_optimizer(model, lr=3e-3)
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache):
+            fit_ensemble(model, x, y, optimizer, max_epochs=3, generator=torch.Generator().manual_seed(7))
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_bf16_gemms_run_the_hidden_layers_in_bf16_and_the_loss_in_fp32() -> None:
-    """Under the autocast of ``fit_ensemble(gemm_dtype=torch.bfloat16)``: the hidden activations are
+    """Under bf16 autocast: the hidden activations are
     bf16, the network's output and every loss term fp32, and the loss is close to fp32's; the
     gradients are fp32 and close to fp32's (bf16 rounding: ~1% relative)."""
     torch.manual_seed(8)
@@ -835,36 +854,8 @@ def test_bf16_gemms_run_the_hidden_layers_in_bf16_and_the_loss_in_fp32() -> None
         assert (g16 - g32).norm() <= 0.05 * g32.norm() + 1e-6
 
 
-@pytest.mark.parametrize("gemm_dtype", [torch.float16, torch.float64, "bfloat16"])
-def test_bad_gemm_dtype_raises_config_error(gemm_dtype) -> None:
-    from lightning_mbrl.errors import ConfigError
-
-    model = GaussianEnsemble(3, 2, n_members=2, n_elites=1, hidden=(4,), weight_decays=(0.0, 0.0))
-    with pytest.raises(ConfigError, match="gemm_dtype must be None or torch.bfloat16"):
-        fit_ensemble(model, torch.randn(20, 3), torch.randn(20, 2), make_model_optimizer(model), gemm_dtype=gemm_dtype)
-
-
-def test_mbpo_model_gemm_dtype_is_checked() -> None:
-    from lightning_mbrl.algos.mbpo import MBPO
-    from lightning_mbrl.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"model_gemm_dtype must be one of \['auto', 'float32', 'bfloat16'\], got 'float16'"):
-        MBPO("Pendulum-v1", termination="never", model_gemm_dtype="float16")
-    assert MBPO("Pendulum-v1", termination="never").hparams.model_gemm_dtype == "auto"
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_gemm_precision_auto_is_bf16_exactly_where_the_hardware_has_bf16_gemms(monkeypatch, native) -> None:
-    from lightning_mbrl.models import model_training
-
-    monkeypatch.setattr(model_training, "has_native_bf16_gemms", lambda device: native)
-    assert model_training.gemm_dtype_for("auto", "cpu") is (torch.bfloat16 if native else None)
-    assert model_training.gemm_dtype_for("float32", "cpu") is None  # forced, whatever the hardware
-    assert model_training.gemm_dtype_for("bfloat16", "cpu") is torch.bfloat16
-
-
 def test_native_bf16_probe_answers_for_cpu_and_other_devices(monkeypatch) -> None:
-    from lightning_mbrl.models.model_training import has_native_bf16_gemms
+    from lightning_mbrl.precision import has_native_bf16_gemms
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
