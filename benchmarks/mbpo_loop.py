@@ -98,6 +98,11 @@ class Window(pl.Callback):
             self.measuring = False
 
     def on_train_end(self, trainer, module) -> None:
+        # the parts alone run outside training_step: give them the autocast Lightning gives training_step
+        with trainer.precision_plugin.train_step_context():
+            self.measure_alone(trainer, module)
+
+    def measure_alone(self, trainer, module) -> None:
         window = self.end - self.start
         per_1000 = 1000.0 / window
         in_loop = {p: self.spent[p] * per_1000 for p in PARTS}

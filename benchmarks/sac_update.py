@@ -169,8 +169,10 @@ class _Interleaved(pl.Callback):
                     timeit(under(plain_contexts[p], lambda: self.plain.update(self.batch)), warmup=5, repeats=1, number=n))
             peaks["fp32"].append(gemm_peak_flops())
             peaks["bf16"].append(gemm_peak_flops(dtype=torch.bfloat16))
+        breakdown = {p: profile_breakdown(under(contexts[p], lambda: module.update(self.batch)), n) for p in PRECISIONS}
         module.runtime.buffer.extend(self.batch)
         self.result = {
+            "breakdown_ms": breakdown,
             "seconds": {f"{who}_{p}": statistics.median(v) for (who, p), v in times.items()},
             "bf16_speedup": statistics.median(a / b for a, b in zip(times["library", "32-true"],
                                                                     times["library", "bf16-mixed"])),
@@ -178,6 +180,34 @@ class _Interleaved(pl.Callback):
             "sample_s": timeit(lambda: module.sample(self.batch.shape[0]), number=n),
         }
         trainer.should_stop = True
+
+
+CATEGORIES = {
+    "gemm": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "dtype_casts": ("aten::_to_copy", "aten::to", "aten::copy_"),
+    "adam": ("aten::_fused_adam_", "aten::_fused_adamw_"),
+}
+
+
+def profile_breakdown(fn, number: int) -> dict[str, float]:
+    """ms per call of ``fn`` by kind of work, from the profiler's self CPU times: GEMMs, dtype casts
+    (autocast's weight casts and their backward), fused Adam, other ops (elementwise, reductions, the
+    tanh-Gaussian, Polyak), and what no op accounts for (Python, Lightning, TensorDict, dispatch), which
+    is the profiled wall time minus the ops' self times (the profiler inflates it a little)."""
+    for _ in range(5):
+        fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        wall = time.perf_counter() - t0
+    out = dict.fromkeys([*CATEGORIES, "other_ops"], 0.0)
+    for event in prof.key_averages():
+        kind = next((k for k, names in CATEGORIES.items() if event.key in names), "other_ops")
+        out[kind] += event.self_cpu_time_total / 1e3 / number  # us -> ms, per call
+    out["outside_ops"] = wall * 1e3 / number - sum(out.values())
+    out["profiled_wall"] = wall * 1e3 / number
+    return out
 
 
 def measure(hidden: int, batch: int, number: int, rounds: int) -> dict:
@@ -233,6 +263,7 @@ def main() -> None:
             "flop_bound_ms_fp32": flops / peak["fp32"] * 1e3,
             "flop_bound_ms_bf16": flops / peak["bf16"] * 1e3,
             "replay_sample_ms": r["sample_s"] * 1e3,
+            "breakdown_ms": r["breakdown_ms"],
         }
         rows.append(row)
         print(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

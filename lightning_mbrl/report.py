@@ -894,7 +894,8 @@ def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
         if not mbpo:
             return None
         per_1000 = mbpo["in_loop_s_per_1000_frames"]
-        update_s = per_1000["sac_updates"] / mbpo["window"]["sac_updates"]
+        window = mbpo["window"]
+        update_s = per_1000["sac_updates"] / (window["sac_updates"] * 1000 / window["frames"])  # per 1,000 frames
         other_s = (mbpo["whole_s_per_1000_frames"] - per_1000["sac_updates"]) * policy_frames / 1000
         cpu, gpu = updates * update_s + other_s, updates * GPU_UPDATE_MS / 1000 + other_s / GPU_SPEEDUP
         basis = (f"mbpo_loop.json: {update_s * 1000:.1f} ms/update, "
