@@ -18,7 +18,11 @@ in updates, model fits, imagination rollouts and planners (evaluation callbacks 
 through :func:`evaluation_context`).
 
 :func:`default_precision` is the recipes' default: ``bf16-mixed`` where bf16 matrix multiplies run in
-hardware (a CPU with AMX or AVX512-BF16, a CUDA GPU with bf16), ``32-true`` elsewhere.
+hardware (a CPU with AMX or AVX512-BF16, a CUDA GPU with bf16), ``32-true`` elsewhere (and for algorithms
+without bf16 learning evidence, ``OffPolicyAlgorithm.bf16_by_default``). :func:`check_precision` refuses
+the precisions without fp32 master weights. :func:`parameters_changed` drops autocast's cached bf16 weights
+after in-place parameter updates. :func:`flush_denormals` (the CLI calls it first) flushes subnormal floats,
+which made trained agents' Adam steps several times slower. docs/precision.md has the evidence and speed.
 """
 
 from __future__ import annotations

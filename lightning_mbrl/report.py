@@ -885,7 +885,8 @@ def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
     """``(cpu_hours, gpu_hours, basis)`` of one seed, from ``benchmarks/results`` timings (``None`` without them).
     CPU: the 2-core development machine; GPU: the CPU parts scaled by the assumptions above. Estimates only."""
     bf16 = default_precision() == "bf16-mixed"  # the recipes' precision on this machine
-    mbpo = (_load("mbpo_loop_bf16.json") if bf16 else {}) or _load("mbpo_loop.json")
+    mbpo_file = "mbpo_loop_bf16.json" if bf16 and _load("mbpo_loop_bf16.json") else "mbpo_loop.json"
+    mbpo = _load(mbpo_file)
     sac, planners = _load("sac_update.json"), _load("planners.json")
     sac_key = "library_bf16-mixed_ms" if bf16 else "library_32-true_ms"
     policy_frames = max(frames - cost.random_frames, 0)
@@ -898,7 +899,7 @@ def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
         update_s = per_1000["sac_updates"] / (window["sac_updates"] * 1000 / window["frames"])  # per 1,000 frames
         other_s = (mbpo["whole_s_per_1000_frames"] - per_1000["sac_updates"]) * policy_frames / 1000
         cpu, gpu = updates * update_s + other_s, updates * GPU_UPDATE_MS / 1000 + other_s / GPU_SPEEDUP
-        basis = (f"mbpo_loop.json: {update_s * 1000:.1f} ms/update, "
+        basis = (f"{mbpo_file}: {update_s * 1000:.1f} ms/update, "
                  f"{other_s / policy_frames * 1000:.0f} s/1k frames else")
     elif cost.kind == "mbsac":
         if not sac:
