@@ -21,15 +21,18 @@ elementwise minimum of the two target networks; acting uses their average), temp
 One update (``update``; one per real frame after 1,000 random frames), with ``w`` the Q parameters,
 ``w_bar`` the target networks, all on one replay batch ``(s, a, r, s', d)`` of 256:
 
-    (r_hat, s_hat') = T_theta(s, a)                           (theta is fixed in the inner loop)
-    Q optimiser state re-initialised               (REFERENCE 3.1; kept with warm_opt=True)
-    repeat K (inner_steps) times:                  (warm-started from the previous w)
-        Adam step on L(theta, w) = mean_j E[(Q_j(s, a) - r_hat - gamma (1 - d) V_bar(s_hat'))^2]  (Eq. 10)
-        w_bar <- (1 - tau) w_bar + tau w
-    model step (Adam):
-        omd: dL_true(w*)/dtheta ~ -(dL_true/dw) (d^2 L(theta, w*) / dtheta dw)    (Eq. 13; "cg": Eq. 7)
-             with L_true(w) = L on the real (r, s')                               (Eq. 11)
-        mle / vep: the gradient of the model loss above
+    omd:
+        (r_hat, s_hat') = T_theta(s, a)                       (theta is fixed in the inner loop)
+        Q optimiser state re-initialised                      (REFERENCE 3.1; kept with warm_opt=True)
+        repeat K (inner_steps) times:                         (warm-started from the previous w)
+            Adam step on L(theta, w) = mean_j E[(Q_j(s, a) - r_hat - gamma (1 - d) V_bar(s_hat'))^2]  (Eq. 10)
+            w_bar <- (1 - tau) w_bar + tau w
+        model step (Adam): dL_true(w*)/dtheta ~ -(dL_true/dw) (d^2 L(theta, w*) / dtheta dw)  (Eq. 13; "cg": Eq. 7)
+             with L_true(w) = L on the real (r, s')                                         (Eq. 11)
+    mle / vep (the code's order and its persistent Q optimiser):
+        model step (Adam) on the model loss above
+        (r_hat, s_hat') = T_theta(s, a) with the updated model
+        repeat K times: the Adam step on L(theta, w) and the Polyak step, as above
 
 The inner loss reaches only the Q-networks (the model's predictions enter as constants); the model step
 reaches only the model (its gradient is set as the model parameters' ``.grad``, or backpropagated from a
@@ -67,7 +70,7 @@ from lightning_mbrl.envs.distractors import add_distractors, find_distractors
 from lightning_mbrl.errors import ConfigError, LeftOpenUnitInterval, check_arguments, plain
 from lightning_mbrl.models.critic import DiscreteQ
 from lightning_mbrl.models.mlp import BatchedLinear, BatchedMLP, mlp
-from lightning_mbrl.models.utils import adam, polyak_update, truncated_normal_
+from lightning_mbrl.models.utils import adam, polyak_update
 from lightning_mbrl.objectives.omd import (
     Params,
     QAll,
@@ -82,34 +85,27 @@ ModelLoss = Literal["omd", "mle", "vep"]
 Approximation = Literal["identity", "cg"]  # objectives.omd.APPROXIMATIONS (a test checks)
 #: The VEP value functions' hidden widths: "5 random value functions (2 x 32 each)" (REFERENCE 3.2).
 VEP_HIDDEN = (32, 32)
-#: The Q-networks' initialisation (REFERENCE 3.2): orthogonal, scale sqrt(2), the output layer 1e-2.
-Q_HIDDEN_GAIN, Q_OUTPUT_GAIN = math.sqrt(2.0), 1e-2
+#: Every network's initialisation in the official CartPole code (its one ``net_fn`` builds Q, the model and
+#: the VEP value functions): orthogonal, scale sqrt(2) for hidden layers, 1e-2 for the output layer; zero biases.
+HIDDEN_GAIN, OUTPUT_GAIN = math.sqrt(2.0), 1e-2
 
 
 # ---------------------------------------------------------------------------------------------- networks
-def orthogonal_init_(net: nn.Sequential, hidden_gain: float, output_gain: float) -> nn.Sequential:
-    """Orthogonal weights (``hidden_gain``, the last layer ``output_gain``) and zero biases."""
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+def orthogonal_init_(net: nn.Module, hidden_gain: float, output_gain: float) -> nn.Module:
+    """Orthogonal weights (``hidden_gain``, the last layer ``output_gain``) and zero biases, for a network of
+    ``nn.Linear`` layers (weight ``[out, in]``) or ``BatchedLinear`` layers (weight ``[E, in, out]``: each
+    member's matrix orthogonal on its own)."""
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, BatchedLinear))]
     with torch.no_grad():
-        for i, layer in enumerate(linears):
-            nn.init.orthogonal_(layer.weight, gain=output_gain if i == len(linears) - 1 else hidden_gain)
+        for i, layer in enumerate(layers):
+            gain = output_gain if i == len(layers) - 1 else hidden_gain
+            if isinstance(layer, nn.Linear):
+                nn.init.orthogonal_(layer.weight, gain=gain)
+            else:
+                for member in layer.weight:
+                    nn.init.orthogonal_(member, gain=gain)
             nn.init.zeros_(layer.bias)
     return net
-
-
-def fan_in_init_(module: nn.Module) -> nn.Module:
-    """Haiku's default ``Linear`` initialisation (the official code's framework; REFERENCE names no other
-    for the model): weights ``N(0, 1/fan_in)`` truncated at two standard deviations, zero biases. Works
-    on ``nn.Linear`` (weight ``[out, in]``) and ``BatchedLinear`` (weight ``[E, in, out]``) alike."""
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, nn.Linear):
-                truncated_normal_(layer.weight, std=1.0 / math.sqrt(layer.in_features))
-                nn.init.zeros_(layer.bias)
-            elif isinstance(layer, BatchedLinear):
-                truncated_normal_(layer.weight, std=1.0 / math.sqrt(layer.in_dim))
-                nn.init.zeros_(layer.bias)
-    return module
 
 
 class DeterministicModel(nn.Module):
@@ -124,8 +120,8 @@ class DeterministicModel(nn.Module):
     def __init__(self, observation_dim: int, n_actions: int, hidden: tuple[int, ...]) -> None:
         super().__init__()
         self.n_actions = n_actions
-        self.dynamics = fan_in_init_(mlp(observation_dim + n_actions, hidden, observation_dim))
-        self.reward_net = fan_in_init_(mlp(observation_dim + n_actions, hidden, 1))
+        self.dynamics = orthogonal_init_(mlp(observation_dim + n_actions, hidden, observation_dim), HIDDEN_GAIN, OUTPUT_GAIN)
+        self.reward_net = orthogonal_init_(mlp(observation_dim + n_actions, hidden, 1), HIDDEN_GAIN, OUTPUT_GAIN)
 
     def inputs(self, observation: Tensor, action: Tensor) -> Tensor:
         onehot = nn.functional.one_hot(action.long(), self.n_actions).to(observation.dtype)
@@ -193,8 +189,9 @@ class OMD(OffPolicyAlgorithm):
             tau: Polyak coefficient of the target networks, applied after every inner Q step.
             q_lr, model_lr: Adam learning rates of the Q-networks (inner) and the model (outer).
             inner_steps: K, Q steps per model step.
-            warm_opt: keep the Q optimiser's Adam state across model steps (the code's ``--warm_opt``);
-                by default it is re-initialised before every inner loop (REFERENCE 3.1).
+            warm_opt: OMD only: keep the Q optimiser's Adam state across model steps (the code's ``--warm_opt``);
+                by default it is re-initialised before every inner loop (REFERENCE 3.1). MLE and VEP keep it
+                always, as the code does.
             approx: the inverse Hessian of the implicit gradient: ``"identity"`` (the code's default)
                 or ``"cg"`` (the code's ``--with_inv_jac``); ``model_loss="omd"`` only.
             cg_damping, cg_max_iter: the CG solve of ``(H + cg_damping I) u = v`` (1e-5, 100 in the code).
@@ -228,12 +225,12 @@ class OMD(OffPolicyAlgorithm):
             self.q_nets = nn.ModuleList(
                 DiscreteQ(obs_dim, n_actions, hidden) for _ in range(2 if double else 1))
             for q in self.q_nets:
-                orthogonal_init_(q.net, Q_HIDDEN_GAIN, Q_OUTPUT_GAIN)
+                orthogonal_init_(q.net, HIDDEN_GAIN, OUTPUT_GAIN)
             self.world_model = DeterministicModel(obs_dim, n_actions, (model_hidden, model_hidden))
             self.value_functions = None
             if model_loss == "vep":  # fixed: a named stop-gradient on parameters no optimizer holds
-                self.value_functions = fan_in_init_(
-                    BatchedMLP(vep_value_functions, obs_dim, VEP_HIDDEN, 1)).requires_grad_(False)
+                self.value_functions = orthogonal_init_(
+                    BatchedMLP(vep_value_functions, obs_dim, VEP_HIDDEN, 1), HIDDEN_GAIN, OUTPUT_GAIN).requires_grad_(False)
         self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
         # counters (saved in the checkpoint): outer updates are self.updates
         self.q_steps = 0  # inner Adam steps
@@ -388,18 +385,31 @@ class OMD(OffPolicyAlgorithm):
         getattr(opt, "optimizer", opt).state.clear()
 
     def update(self, batch: TensorDictBase) -> TensorDict:
-        """One outer update on a replay batch (module docstring): K inner Q steps on the model's
-        predictions, then one model step. Returns the detached losses and diagnostics."""
+        """One outer update on a replay batch (module docstring). OMD: K inner Q steps on the model's
+        predictions (the Q optimiser re-initialised first unless ``warm_opt``), then the implicit model step.
+        MLE and VEP, in the code's order: the model step first, then K Q steps on the updated model's
+        predictions, with a persistent Q optimiser (the code re-initialises it only in OMD's inner loop).
+        Returns the detached losses and diagnostics."""
         hp = self.hparams
         data = self.transitions(batch)
-        with torch.set_grad_enabled(hp.model_loss != "omd"):  # MLE / VEP backpropagate this forward pass
-            reward, next_observation = self.world_model(data["observation"], data["action"])
-        if not hp.warm_opt:
-            self.reset_q_optimizer()
-        for _ in range(hp.inner_steps):
-            metrics = self.q_step(data, reward.detach(), next_observation.detach())
-        metrics.update(self.model_step(data, reward, next_observation))
-        metrics["next_observation_mse"] = (next_observation.detach() - data["next_observation"]).square().sum(-1).mean()
+        observation, action = data["observation"], data["action"]
+        if hp.model_loss == "omd":
+            with torch.no_grad():
+                reward, next_observation = self.world_model(observation, action)
+            if not hp.warm_opt:
+                self.reset_q_optimizer()
+            for _ in range(hp.inner_steps):
+                metrics = self.q_step(data, reward, next_observation)
+            metrics.update(self.model_step(data, reward, next_observation))
+        else:
+            model_metrics = self.model_step(data, *self.world_model(observation, action))
+            with torch.no_grad():
+                reward, next_observation = self.world_model(observation, action)
+            for _ in range(hp.inner_steps):
+                metrics = self.q_step(data, reward, next_observation)
+            metrics.update(model_metrics)
+        # the model's error on the predictions the Q-function was trained on
+        metrics["next_observation_mse"] = (next_observation - data["next_observation"]).square().sum(-1).mean()
         self.updates += 1
         return metrics
 

@@ -34,8 +34,16 @@ def soft_td_target(
     alpha: Tensor,
     gamma: float,
     grad_to_inputs: bool = False,
+    noise: Tensor | None = None,
+    next_action_grad: bool = True,
 ) -> Tensor:
     """``y = r + gamma (1 - terminated) [min_j Q'_j(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``.
+
+    ``noise [B, A]``: the standard-normal draw of ``a'`` (``actor.squash``), for a target that must be the
+    same function each time it is evaluated (OMD's implicit gradient differentiates it more than once);
+    ``None`` draws a fresh one. ``next_action_grad=False`` draws ``a'`` at ``next_observation.detach()``: with
+    ``grad_to_inputs``, ``next_observation`` then reaches ``y`` only through the target critics' input (the
+    official MuJoCo OMD code's target).
 
     The bootstrap mask is ``1 - terminated``: a time-limit truncation keeps the bootstrap.
     Shapes: ``reward, terminated [B]`` -> ``[B]``.
@@ -52,7 +60,11 @@ def soft_td_target(
     else:
         scope = torch.no_grad()
     with scope:
-        next_action, next_log_prob = actor.sample(next_observation)
+        policy_input = next_observation if next_action_grad else next_observation.detach()
+        if noise is None:
+            next_action, next_log_prob = actor.sample(policy_input)
+        else:
+            next_action, next_log_prob = actor.squash(policy_input, noise)
         next_q = target_critic(next_observation, next_action).min(dim=0).values
         soft_value = next_q - alpha.detach() * next_log_prob
         return reward + gamma * (1.0 - terminated.to(reward.dtype)) * soft_value

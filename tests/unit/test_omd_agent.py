@@ -14,6 +14,7 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
+from tensordict import TensorDict
 from torch import Tensor, nn
 
 from lightning_mbrl import keys
@@ -72,14 +73,26 @@ def test_networks_initialisation_and_named_optimizers():
     agent = OMD(model_loss="vep", distractors=3)
     assert agent.spec.observation_dim == 4 + 3
     assert len(agent.q_nets) == 2 and len(OMD(double=False).q_nets) == 1
-    for q in agent.q_nets:  # orthogonal: gain sqrt(2) for hidden layers, 1e-2 at the output; zero biases
-        linears = [m for m in q.modules() if isinstance(m, nn.Linear)]
-        assert [tuple(m.weight.shape) for m in linears] == [(32, 7), (32, 32), (2, 32)]
-        for layer, gain in zip(linears, (math.sqrt(2), math.sqrt(2), 1e-2)):
-            w = layer.weight.detach()
+    def assert_orthogonal(matrices, gains, biases):
+        for w, gain, bias in zip(matrices, gains, biases, strict=True):
+            w = w.detach()
             small = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
             torch.testing.assert_close(small, gain**2 * torch.eye(small.shape[0]), atol=1e-5 * max(1, gain**2), rtol=0)
-            assert not layer.bias.any()
+            assert not bias.any()
+
+    # The code's one net_fn initialises every network alike: orthogonal, gain sqrt(2) for hidden layers, 1e-2 at
+    # the output; zero biases. The Q-networks, both model MLPs and each VEP value function.
+    gains = (math.sqrt(2), math.sqrt(2), 1e-2)
+    for q in agent.q_nets:
+        linears = [m for m in q.modules() if isinstance(m, nn.Linear)]
+        assert [tuple(m.weight.shape) for m in linears] == [(32, 7), (32, 32), (2, 32)]
+        assert_orthogonal([m.weight for m in linears], gains, [m.bias for m in linears])
+    for net in (agent.world_model.dynamics, agent.world_model.reward_net):
+        linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        assert_orthogonal([m.weight for m in linears], gains, [m.bias for m in linears])
+    for e in range(5):
+        layers = agent.value_functions.layers
+        assert_orthogonal([layer.weight[e] for layer in layers], gains, [layer.bias[e] for layer in layers])
     model = agent.world_model
     assert model.dynamics[0].in_features == 7 + 2 and model.dynamics[-1].out_features == 7
     assert model.reward_net[-1].out_features == 1 and model.dynamics[0].out_features == 32
@@ -190,7 +203,7 @@ def test_linear_q_agent_implicit_gradient_matches_finite_differences_of_the_solv
     grads, logs = agent.implicit_model_gradient(batch)
     assert_dicts_close(grads, fd, rtol=1e-4, atol=1e-7)
     assert 0 < int(logs["cg_iterations"]) <= 10 + 2  # H is two identical 10 x 10 blocks
-    assert float(fd["reward_net.2.weight"].abs().max()) > 1e-2 and float(fd["dynamics.0.weight"].abs().max()) > 1e-4
+    assert float(fd["reward_net.2.weight"].abs().max()) > 1e-3 and float(fd["dynamics.0.weight"].abs().max()) > 1e-4
     agent.hparams.approx = "identity"
     identity, _ = agent.implicit_model_gradient(batch)
     assert (identity["reward_net.2.weight"] - fd["reward_net.2.weight"]).abs().max() > 1e-3  # an approximation
@@ -361,6 +374,36 @@ def test_update_accounting_and_the_q_optimizer_reinitialisation(inner_steps, war
     assert steps["model"] == agent.updates
     # re-initialised before every inner loop (REFERENCE 3.1), so Adam has made only the last loop's K steps
     assert steps["q"] == (agent.q_steps if warm_opt else inner_steps)
+
+
+@pytest.mark.parametrize("model_loss", ["mle", "vep"])
+def test_mle_and_vep_step_the_model_first_then_q_on_its_new_predictions_with_a_persistent_optimizer(
+        model_loss, in_tmp, monkeypatch):
+    """The code's order for the baselines: the model step, then the Q steps on the updated model's
+    predictions; their Q optimiser is never re-initialised (only OMD's inner loop does that)."""
+    seen = []
+    q_step = OMD.q_step
+
+    def recording(self, data, reward, next_observation):
+        seen.append((reward.clone(), next_observation.clone(), tensors(self.world_model)))
+        return q_step(self, data, reward, next_observation)
+
+    monkeypatch.setattr(OMD, "q_step", recording)
+    agent, trainer = fit(model_loss=model_loss, inner_steps=2)
+    assert adam_steps(trainer, agent)["q"] == agent.q_steps == 2 * agent.updates
+    data = random_batch(32)
+    batch = TensorDict({keys.OBSERVATION: data["observation"], keys.ACTION: data["action"].unsqueeze(-1),
+                        keys.REWARD: data["reward"].unsqueeze(-1), keys.TERMINATED: data["terminated"].unsqueeze(-1),
+                        keys.NEXT_OBSERVATION: data["next_observation"]}, batch_size=[32])
+    seen.clear()
+    before = tensors(agent.world_model)
+    agent.update(batch)
+    (reward, next_obs, model_at_q), _ = seen
+    assert changed(before, model_at_q)  # the model had stepped before the first Q step
+    with torch.no_grad():
+        expected_reward, expected_next = agent.world_model(data["observation"], data["action"])
+    torch.testing.assert_close(reward, expected_reward, rtol=0, atol=0)
+    torch.testing.assert_close(next_obs, expected_next, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------- distractors

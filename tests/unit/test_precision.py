@@ -312,13 +312,15 @@ def test_recipes_default_to_bf16_mixed_only_for_algorithms_with_bf16_evidence(mo
     from lightning_mbrl.algos.mbpo import MBPO
     from lightning_mbrl.algos.mbsac import MBSAC
     from lightning_mbrl.algos.omd import OMD
+    from lightning_mbrl.algos.omd_sac import OMDSAC
     from lightning_mbrl.cli import run_recipe
 
     from tests.conftest import ROOT
 
     monkeypatch.setattr("lightning_mbrl.cli.default_precision", lambda: "bf16-mixed" if native else "32-true")
     cases = ((SAC, "sac_pendulum", True), (MBPO, "mbpo_invertedpendulum", True), (MBSAC, "mbsac_halfcheetah", True),
-             (MAAC, "maac_pendulum", False), (DQN, "dqn_cartpole", False), (OMD, "omd_cartpole", False))
+             (MAAC, "maac_pendulum", False), (DQN, "dqn_cartpole", False), (OMD, "omd_cartpole", False),
+             (OMDSAC, "omd_halfcheetah", False))
     for cls, recipe, validated in cases:
         cli = run_recipe(cls, ROOT / "recipes" / f"{recipe}.yaml", [], run=False)
         assert cli.config.trainer.precision == ("bf16-mixed" if native and validated else "32-true"), recipe
