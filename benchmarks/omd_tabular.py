@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--iters", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 300 iterations; writes nothing unless --out")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS})")
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the result JSON on stdout (the table on stderr) and write no file "
+                             "(python -m benchmarks.reproduce runs it so)")
     args = parser.parse_args(argv)
+    log = sys.stderr if args.stdout else sys.stdout
     if args.seeds < 1 or args.iters < 0:
         raise ValueError(f"--seeds must be >= 1 and --iters >= 0, got {args.seeds} and {args.iters}")
     seeds, iters = (2, min(args.iters, 300)) if args.quick else (args.seeds, args.iters)
@@ -144,12 +148,12 @@ def main(argv: list[str] | None = None) -> dict:
     omd, mle = (payload["summary"][a]["returns"] for a in AGENTS)
     print(f"{seeds} seeds x {len(kappas)} kappas x {iters} iterations; optimal J {optimal:.6f} "
           f"(softmax policy of the true soft Q*: {soft_optimal:.6f}); wall {wall:.1f} s "
-          f"(OMD {seconds['omd']:.1f} s, MLE {seconds['mle']:.1f} s)")
-    print(" idx  kappa   OMD J (95% CI)        MLE J (95% CI)        OMD-MLE   fig2")
+          f"(OMD {seconds['omd']:.1f} s, MLE {seconds['mle']:.1f} s)", file=log)
+    print(" idx  kappa   OMD J (95% CI)        MLE J (95% CI)        OMD-MLE   fig2", file=log)
     for i, kappa in enumerate(kappas):
         mark = "*" if i in FIGURE2_INDICES else ""
         print(f"{i:4d}  {kappa:5.3f}  {omd['mean'][i]:8.4f} +- {omd['ci95'][i]:6.4f}   {mle['mean'][i]:8.4f} +- "
-              f"{mle['ci95'][i]:6.4f}   {omd['mean'][i] - mle['mean'][i]:+7.4f}   {mark}")
+              f"{mle['ci95'][i]:6.4f}   {omd['mean'][i] - mle['mean'][i]:+7.4f}   {mark}", file=log)
     small = [i for i in FIGURE2_INDICES if kappas[i] < 3]
     better = [i for i in small if omd["mean"][i] > mle["mean"][i] + max(omd["ci95"][i], mle["ci95"][i])]
     near = [i for i in range(len(kappas)) if omd["mean"][i] >= optimal - 0.05]
@@ -160,16 +164,14 @@ def main(argv: list[str] | None = None) -> dict:
                                                       None),
         "reward_only_return": [reward_only_return(k) for k in kappas],
     }
-    print(f"OMD above MLE (beyond both intervals) at the Figure-2 kappas below 3: {notes[list(notes)[0]]}")
+    print(f"OMD above MLE (beyond both intervals) at the Figure-2 kappas below 3: {notes[list(notes)[0]]}", file=log)
     print(f"first kappa with mean J within 0.05 of optimal: OMD {notes['omd_within_0.05_of_optimal_from_kappa']}, "
-          f"MLE {notes['mle_within_0.05_of_optimal_from_kappa']}")
+          f"MLE {notes['mle_within_0.05_of_optimal_from_kappa']}", file=log)
     print(f"J of the reward-only model of norm kappa (uniform transitions, rewards +-kappa/2), kappa[1:]: "
-          f"min {min(notes['reward_only_return'][1:]):.6f}")
+          f"min {min(notes['reward_only_return'][1:]):.6f}", file=log)
 
-    if args.quick and args.out is None:
+    if args.quick and args.out is None and not args.stdout:
         return payload
-    out = RESULTS if args.out is None else args.out
-    out.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "omd_tabular", "commit": commit(), "machine": machine(),
                "command": "python -m benchmarks.omd_tabular " + " ".join(sys.argv[1:] if argv is None else argv),
                "iters": iters, "lr": 0.01, "temperature": mdp.temperature, "gamma": mdp.gamma,
@@ -178,6 +180,11 @@ def main(argv: list[str] | None = None) -> dict:
                **payload, "notes": notes,
                "runs": {agent: {"returns": res.returns.tolist(), "q_error": res.q_error.tolist()}
                         for agent, res in results.items()}}
+    if args.stdout:
+        print(json.dumps(payload))
+        return payload
+    out = RESULTS if args.out is None else args.out
+    out.mkdir(parents=True, exist_ok=True)
     (out / "omd_tabular.json").write_text(json.dumps(payload, indent=2) + "\n")
     plot(out / "omd_tabular.png", kappas, payload["summary"], optimal)
     print(f"wrote {out / 'omd_tabular.json'} and {out / 'omd_tabular.png'}")

@@ -551,6 +551,102 @@ class ModelPositionAccuracy:
         return Measured(est, f"{est.value:.1%} [{est.low:.1%}, {est.high:.1%}]", f"{len(scores)}", used=used[:1])
 
 
+
+def _tabular_result(found: Found, benchmark: str) -> Result | None:
+    """The ``benchmarks.omd_tabular`` result with the most seeds (its per-run returns and kappas), if any."""
+    results = [r for r in found.results.get(benchmark, []) if {"runs", "kappas", "seeds"} <= set(r.data)]
+    return max(results, key=lambda r: len(r.data["seeds"])) if results else None
+
+
+@dataclass(frozen=True)
+class TabularAbove:
+    """Paper 003's two-state MDP (``benchmarks.omd_tabular``): at each of Figure 2's kappas below ``below``, the
+    per-seed difference of the returns ``J`` of OMD and MLE (both start from the seed's parameters), with its
+    interval; the estimate is the share of those kappas whose interval lies above 0 (exact: one verdict per kappa)."""
+
+    below: float = 3.0
+    benchmark: str = "omd_tabular"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        result = _tabular_result(found, self.benchmark)
+        if result is None:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
+        data = result.data
+        kappas = [i for i in data["figure2_indices"] if data["kappas"][i] < self.below]
+        omd, mle = (np.asarray(data["runs"][a]["returns"], dtype=float) for a in ("omd", "mle"))
+        cells = []
+        for i in kappas:
+            est = stats.estimate(omd[i] - mle[i], "mean", reps=reps, seed=seed)
+            cells.append((data["kappas"][i], est))
+        share = sum(e.low > 0 for _, e in cells) / len(cells)
+        text = "; ".join(f"kappa {k:.2f}: {e.format(3)}" for k, e in cells)
+        return Measured(Estimate("exact", share, share, share, len(cells)), f"{share:.0%} of kappas: {text}",
+                        f"{len(data['seeds'])}", used=[result])
+
+
+@dataclass(frozen=True)
+class TabularFractionOfOptimal:
+    """Paper 003's two-state MDP: OMD's return ``J`` at kappa index ``index`` over the optimal ``J``, mean over
+    seeds with its interval."""
+
+    index: int = 16
+    agent: str = "omd"
+    benchmark: str = "omd_tabular"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        result = _tabular_result(found, self.benchmark)
+        if result is None:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
+        returns = np.asarray(result.data["runs"][self.agent]["returns"][self.index], dtype=float)
+        est = stats.estimate(returns / result.data["optimal_return"], "mean", reps=reps, seed=seed)
+        kappa = result.data["kappas"][self.index]
+        return Measured(est, f"{est.format(4)} of optimal at kappa {kappa:.2f}", str(len(returns)), used=[result])
+
+
+@dataclass(frozen=True)
+class ScoreGap:
+    """Per seed, ``recipe``'s mean return over its evaluations from ``from_frames`` to ``frames`` minus
+    ``baseline``'s on the same seed (paired); ``statistic`` over seeds. A seed counts once both runs have
+    evaluated at ``frames``."""
+
+    recipe: str
+    baseline: str
+    from_frames: int
+    frames: int
+    seeds: int
+    statistic: str = "mean"
+    evaluator: str = "policy"
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        return (self.recipe, self.baseline)
+
+    def score(self, run: Run) -> float | None:
+        curve = run.curves.get(self.evaluator, {})
+        if not curve or max(curve) < self.frames:
+            return None
+        values = [v for f, v in curve.items() if self.from_frames <= f <= self.frames]
+        return float(np.mean(values)) if values else None
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        a = {r.seed: r for r in found.runs.get(self.recipe, [])}
+        b = {r.seed: r for r in found.runs.get(self.baseline, [])}
+        pairs = [(a[s], b[s]) for s in sorted(set(a) & set(b))
+                 if self.score(a[s]) is not None and self.score(b[s]) is not None]
+        used = [run for pair in pairs for run in pair]
+        if len(pairs) < self.seeds:
+            return Measured(None, "—", str(len(pairs)), used=used or [*a.values(), *b.values()],
+                            missing=f"{len(pairs)} of {self.seeds} seeds with {self.recipe} and {self.baseline} "
+                                    f"both evaluated at {self.frames:,} frames")
+        ours = np.array([self.score(x) for x, _ in pairs])
+        theirs = np.array([self.score(y) for _, y in pairs])
+        est = stats.estimate(ours - theirs, self.statistic, reps=reps, seed=seed)
+        text = f"{est.format(0)} ({self.recipe} {ours.mean():.0f}, {self.baseline} {theirs.mean():.0f})"
+        return Measured(est, text, str(len(pairs)), used=used, groups={self.baseline: theirs, self.recipe: ours})
+
+
 # ============================================================================================ rules
 @dataclass(frozen=True)
 class Rule:
@@ -591,6 +687,8 @@ PAPERS = {
     "002": "MBPO: When to Trust Your Model: Model-Based Policy Optimization (Janner et al. 2019)",
     "000": "BOOTS / MBSAC: On the Expressivity of Neural Networks for Deep Reinforcement Learning "
            "(Dong, Luo, Yu, Finn and Ma 2020)",
+    "003": "OMD: Control-Oriented Model-Based Reinforcement Learning with Implicit Differentiation "
+           "(Nikishin, Abachi, Agarwal and Bacon 2022)",
 }
 
 
@@ -696,6 +794,28 @@ CLAIMS: tuple[Claim, ...] = (
           "BOOTS-MBSAC above MBSAC, most of all on Humanoid (Figure 4; curves only, no numbers)",
           Gain("mbsac_humanoid", 400_000, statistic="mean", seeds=5), above(0.0, "0"), ("mbsac_humanoid",),
           scale="paper"),
+    # ---------------------------------------------------------------- paper 003, OMD
+    Claim("003", "omd_tabular_above_mle",
+          "Two-state MDP: OMD's return J is above MLE's at each of Figure 2's kappas below 3 (model class too "
+          "small; paired by seed)",
+          "OMD outperforms MLE when the model's capacity is limited (Figure 2, 10 seeds)",
+          TabularAbove(), at_least(1.0, "every such kappa"), ("omd_tabular",)),
+    Claim("003", "omd_tabular_largest_kappa",
+          "Two-state MDP: OMD at Figure 2's largest kappa (5.05) is within 1% of the optimal return",
+          "near the optimum at large kappa (Figure 2; read from figure)",
+          TabularFractionOfOptimal(), at_least(0.99, "0.99 of optimal"), ("omd_tabular",)),
+    Claim("003", "omd_cartpole_hidden3",
+          "CartPole, model 3 x 3, the code's settings: OMD's return above MLE's (mean of the evaluations at 40k-60k "
+          "frames, paired by seed; the paper's budget is 200k)",
+          "OMD above MLE at small model sizes (Figure 4 left, 10 seeds; read from figure)",
+          ScoreGap("omd_cartpole_h3", "mle_cartpole_h3", 40_000, 60_000, seeds=5), above(0.0, "0"),
+          ("omd_cartpole_h3", "mle_cartpole_h3")),
+    Claim("003", "omd_cartpole_hidden3_qlr1e-3",
+          "CartPole, model 3 x 3, both agents' Q learning rate 1e-3 (the paper's sweep's middle value): OMD's return "
+          "above MLE's (mean of the evaluations at 40k-60k frames, paired by seed)",
+          "OMD above MLE at small model sizes (Figure 4 left, 10 seeds; read from figure)",
+          ScoreGap("omd_cartpole_h3_qlr1e-3", "mle_cartpole_h3_qlr1e-3", 40_000, 60_000, seeds=5), above(0.0, "0"),
+          ("omd_cartpole_h3_qlr1e-3", "mle_cartpole_h3_qlr1e-3")),
 )
 
 
@@ -861,6 +981,16 @@ JOBS: tuple[Job, ...] = (
         seeds={"reduced": 2, "paper": 5}, frames={"reduced": 50_000, "paper": 400_000}, checkpoint_every=10_000,
         cost={"reduced": Cost("mbsac", 1, 10_000, boots_evals=1, boots_episodes=5),
               "paper": Cost("mbsac", 1, 10_000, boots_evals=40, boots_episodes=10)}),
+    # tests/learning/test_omd_cartpole.py's protocol (the test builds its runs from these jobs), at the code's
+    # inner learning rate 3e-4 and at 1e-3 (the paper sweeps 3e-4, 1e-3, 3e-3); paper scale: the paper's 200k
+    # frames and 10 seeds (the claims read the same 40k-60k window)
+    *(Job(f"{agent}_cartpole_h3{suffix}", f"recipes.{agent}_cartpole",
+          {s: ("--model.model_hidden=3", f"--model.q_lr={q_lr}", f"--model.max_frames={frames}",
+               "--eval.every_frames=5000", "--eval.episodes=10") for s, frames in (("reduced", 60_000), ("paper", 200_000))},
+          seeds={"reduced": 5, "paper": 10}, frames={"reduced": 60_000, "paper": 200_000}, checkpoint_every=20_000)
+      for q_lr, suffix in (("3e-4", ""), ("1e-3", "_qlr1e-3")) for agent in ("omd", "mle")),
+    Job("omd_tabular", "benchmarks.omd_tabular", {"reduced": (), "paper": ()},
+        variants={"reduced": {"seeds10": ("--stdout",)}, "paper": {"seeds10": ("--stdout",)}}),
 )
 JOBS_BY_NAME = {job.name: job for job in JOBS}
 
