@@ -113,7 +113,7 @@ class OMDSAC(SAC):
         Args:
             model_loss: ``"omd"`` (implicit gradient of the real critic loss) or ``"mle"``.
             model_hidden: width of the model's two hidden layers (the code's config: 64).
-            model_lr: the model's Adam learning rate (the paper sweeps 1e-4 and 3e-4).
+            model_lr: the model's Adam learning rate (the config's 3e-4; the paper sweeps 1e-4 and 3e-4).
             inner_steps: K, inner SAC steps per model step (the paper sweeps 1 and 3).
             approx: ``"identity"`` (the code's only MuJoCo version) or ``"cg"``; ``model_loss="omd"`` only.
             cg_damping, cg_max_iter: the CG solve of ``(H + cg_damping I) u = v``.
