@@ -302,6 +302,13 @@ class OffPolicyAlgorithm(pl.LightningModule, abc.ABC):
             opt.step()
         parameters_changed()  # (precision.py: autocast's weight-cast cache, where a caller turned it on)
 
+    def step_with_gradients(self, module: torch.nn.Module, grads: dict[str, Tensor], *optimizers: Any) -> None:
+        """Write ``grads`` (``module``'s parameter names -> gradients computed outside ``backward``, e.g. an
+        implicit gradient) to its parameters' ``.grad``, then :meth:`step_optimizers`."""
+        for name, p in module.named_parameters():
+            p.grad = grads[name]
+        self.step_optimizers(*optimizers)
+
     def log_iteration(
         self, metrics: TensorDictBase | None = None, model_metrics: TensorDictBase | None = None
     ) -> None:

@@ -226,9 +226,7 @@ class OMDSAC(SAC):
         model_opt = self.optimizer("model")
         if self.hparams.model_loss == "omd":
             grads, out = self.implicit_model_gradient(batch)
-            for name, p in self.world_model.named_parameters():
-                p.grad = grads[name]
-            self.step_optimizers(model_opt)
+            self.step_with_gradients(self.world_model, grads, model_opt)
             return out
         out = self.model_losses(batch, reward, next_observation)
         self.apply_gradients(out["loss_model"], model_opt)

@@ -122,14 +122,21 @@ def references(agent: OMDSAC, batch: TensorDict, noises: tuple[Tensor, Tensor]):
     return v, f
 
 
-def test_identity_implicit_gradient_matches_finite_differences():
-    agent = double_agent()
+def implicit_case(agent: OMDSAC):
+    """The agent's implicit gradient on a fixed random batch with fixed noises, and the references' ``v`` and
+    ``f`` there, with the model's parameters ``theta`` (detached)."""
     batch = random_batch(agent)
     g = torch.Generator().manual_seed(7)
     noises = tuple(torch.randn(24, agent.spec.action_dim, generator=g, dtype=F64) for _ in range(2))
     grads, out = agent.implicit_model_gradient(batch, noises)
     v, f = references(agent, batch, noises)
     theta = {n: p.detach().clone() for n, p in agent.world_model.named_parameters()}
+    return batch, noises, grads, out, v, f, theta
+
+
+def test_identity_implicit_gradient_matches_finite_differences():
+    agent = double_agent()
+    batch, noises, grads, out, v, f, theta = implicit_case(agent)
     expected = central_difference(lambda th: -(v @ f(th)), theta, eps=1e-6)
     assert_dicts_close(grads, expected, rtol=1e-5, atol=1e-9)
     assert max(float(t.abs().max()) for t in grads.values()) > 1e-4  # the model does get a gradient
@@ -139,12 +146,7 @@ def test_identity_implicit_gradient_matches_finite_differences():
 def test_cg_implicit_gradient_matches_the_exact_damped_inverse():
     damping = 1.0  # makes H + damping I positive definite for this small problem (checked below)
     agent = double_agent(approx="cg", cg_damping=damping, cg_max_iter=500)
-    batch = random_batch(agent)
-    g = torch.Generator().manual_seed(7)
-    noises = tuple(torch.randn(24, agent.spec.action_dim, generator=g, dtype=F64) for _ in range(2))
-    grads, out = agent.implicit_model_gradient(batch, noises)
-    v, f = references(agent, batch, noises)
-    theta = {n: p.detach().clone() for n, p in agent.world_model.named_parameters()}
+    batch, noises, grads, out, v, f, theta = implicit_case(agent)
     names, shapes = list(theta), [t.shape for t in theta.values()]
     flat_theta = torch.cat([t.reshape(-1) for t in theta.values()])
 
