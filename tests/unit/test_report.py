@@ -255,12 +255,13 @@ def test_paper_003_tabular_and_paired_score_gap(tmp_path):
 
     folder = tmp_path / "runs" / "omd_tabular"
     folder.mkdir(parents=True)
-    kappas = [0.0, 1.0, 2.0, 5.0]
-    omd = [[0.0, 0.0], [0.5, 0.7], [0.2, 0.1], [1.0, 0.98]]  # [kappa][seed]
-    mle = [[0.0, 0.0], [0.1, 0.2], [0.3, 0.3], [1.0, 1.0]]   # OMD above at kappa 1, below at kappa 2
+    kappas = [0.0, 1.0, 2.0, 2.5, 5.0]
+    # [kappa][seed]: OMD above at kappa 1, below at kappa 2, above on average at 2.5 but not on every seed
+    omd = [[0.0, 0.0], [0.5, 0.7], [0.2, 0.1], [0.5, 0.0], [1.0, 0.98]]
+    mle = [[0.0, 0.0], [0.1, 0.2], [0.3, 0.3], [0.2, 0.1], [1.0, 1.0]]
     (folder / "seeds2.json").write_text(json.dumps({
         "benchmark": "omd_tabular", "variant": "seeds2", "commit": "beef123", "kappas": kappas, "seeds": [1, 2],
-        "figure2_indices": [1, 2, 3], "optimal_return": 1.0,
+        "figure2_indices": [1, 2, 3, 4], "optimal_return": 1.0,
         "runs": {"omd": {"returns": omd}, "mle": {"returns": mle}}}))
     # the paired gap: per seed, the mean of the evaluations from 200 to 300 frames; seed 2 has only the omd run
     fake_run(tmp_path / "runs", "a", "seed_0", 0, 300, {100: (0.0, None), 200: (10.0, None), 300: (20.0, None)})
@@ -269,15 +270,16 @@ def test_paper_003_tabular_and_paired_score_gap(tmp_path):
     fake_run(tmp_path / "runs", "b", "seed_0", 0, 300, {100: (50.0, None), 200: (5.0, None), 300: (5.0, None)})
     fake_run(tmp_path / "runs", "b", "seed_1", 1, 300, {100: (50.0, None), 200: (10.0, None), 300: (20.0, None)})
     claims = [Claim("003", "above", "above", "x", TabularAbove(), at_least(1.0, "all"), ("omd_tabular",)),
-              Claim("003", "optimal", "optimal", "x", TabularFractionOfOptimal(index=3), at_least(0.99, "0.99"),
+              Claim("003", "optimal", "optimal", "x", TabularFractionOfOptimal(index=4), at_least(0.99, "0.99"),
                     ("omd_tabular",)),
               Claim("003", "gap", "gap", "x", ScoreGap("a", "b", 200, 300, seeds=2), above(0.0, "0"), ("a", "b")),
               Claim("003", "gap3", "gap3", "x", ScoreGap("a", "b", 200, 300, seeds=3), above(0.0, "0"), ("a", "b"))]
     _, rows = write([tmp_path / "runs"], tmp_path / "report", claims)
     above_row, optimal_row, gap_row, gap3_row = rows
-    # kappas below 3 among figure2_indices: 1.0 (OMD above on both seeds) and 2.0 (below): half of them
-    assert above_row.measured.estimate.value == 0.5 and above_row.verdict == "disagree"
-    assert above_row.measured.text.startswith("50% of kappas: kappa 1.00: 0.450 [0.400, 0.500]")
+    # kappas below 3 among figure2_indices: 1.0 (OMD above on both seeds), 2.0 (below) and 2.5 (mean gap 0.1, its
+    # interval [-0.1, 0.3] reaches below 0): only the first counts
+    assert above_row.measured.estimate.value == pytest.approx(1 / 3) and above_row.verdict == "disagree"
+    assert above_row.measured.text.startswith("33% of kappas: kappa 1.00: 0.450 [0.400, 0.500]")
     # kappa 5: 1.0 and 0.98 of optimal; with 2 seeds the interval is [0.98, 1.0], so the rule's lower end fails
     assert optimal_row.measured.estimate.value == pytest.approx(0.99)
     assert optimal_row.measured.estimate.low == pytest.approx(0.98) and optimal_row.verdict == "disagree"
