@@ -71,7 +71,8 @@ class FrameCheckpoint(pl.Callback):
         directory = self.directory(trainer)
         last = directory / "last.ckpt"
         tmp = last.with_name("last.ckpt.tmp")
-        trainer.save_checkpoint(tmp)  # every rank calls it (it gathers every rank's state); rank 0 writes
+        # the full state; every rank calls it (it gathers every rank's state); rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)
         self._last_saved_at = pl_module.frames
         self.last_saved, self.last_saved_frames = last, pl_module.frames
         if not trainer.is_global_zero:

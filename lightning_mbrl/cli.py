@@ -119,6 +119,10 @@ class MBRLCLI(LightningCLI):
         parser.add_argument("--callback_limits", type=dict[str, int] | None, default=None,
                             help="cap these arguments (episodes, n_candidates, ...) of every callback in "
                                  "trainer.callbacks that takes them (recipes/tiny.yaml; callbacks/limits.py)")
+        self._add_checkpoint_arguments(parser)
+
+    @staticmethod
+    def _add_checkpoint_arguments(parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(FrameCheckpoint, "checkpoint")
         parser.add_argument(
             "--ckpt_recipe", type=Literal["same", "any"], default="same",
@@ -435,32 +439,14 @@ def _continue_metrics_csv(logger: CSVLogger, frames: int | None) -> None:
         experiment.metrics_keys = header  # appended rows follow this header; new keys rewrite it (Lightning)
 
 
-class SeedsCLI(LightningCLI):
+class SeedsCLI(MBRLCLI):
     """The command line of modules that train S seeds as one batched run and evaluate themselves per seed
-    (paper 001's ``algos.dyna_dqn.DynaDQN``): Lightning's CLI with a CSV logger in ``runs/<recipe>/version_N``
-    (or under ``--trainer.default_root_dir``) and one-line errors. ``MBRLCLI``'s frame-based evaluator,
-    checkpoints and frame progress bar do not apply to them."""
+    (paper 001's ``algos.dyna_dqn.DynaDQN``): :class:`MBRLCLI` (run folders, CSV and TensorBoard loggers,
+    the ``checkpoint`` section counting env steps per seed, ``fit --ckpt_path last``, one-line errors)
+    without the policy evaluator and the divergence guard, which do not apply to them."""
 
-    def __init__(self, model_class: type[pl.LightningModule], recipe: str, config: Path | None,
-                 args: Sequence[str] | None = None, run: bool = True) -> None:
-        parser_kwargs = {"default_config_files": [str(config)]} if config else {}
-        trainer_defaults = {
-            "max_epochs": 1,  # the module's own budget (its train_dataloader) ends training
-            "num_sanity_val_steps": 0,
-            "enable_model_summary": False,
-            "enable_checkpointing": False,
-            "default_root_dir": f"{DEFAULT_SAVE_DIR}/{recipe}",
-            "logger": [{"class_path": "pytorch_lightning.loggers.CSVLogger",
-                        "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": recipe}}],
-        }
-        super().__init__(model_class, trainer_defaults=trainer_defaults, seed_everything_default=False,
-                         parser_kwargs=parser_kwargs if not run else {"fit": parser_kwargs},
-                         save_config_kwargs={"overwrite": True}, parser_class=OneLineErrorParser, args=args, run=run)
-
-    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        parser = super().init_parser(**kwargs)
-        parser.model_class = self.model_class
-        return parser
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        self._add_checkpoint_arguments(parser)
 
 
 def run_seeds_recipe(model_class: type[pl.LightningModule], config: str | Path | None,

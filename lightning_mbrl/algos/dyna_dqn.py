@@ -53,7 +53,7 @@ Optimizers by name: ``q`` and, for the learned models (simple, categorical, gaus
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
@@ -202,6 +202,7 @@ class DynaDQN(SeededAgent):
         #: Evaluation curve: the env steps of each evaluation and its per-seed returns (``eval_curve``).
         self.eval_curve_steps: list[int] = []
         self._eval_returns: list[Tensor] = []
+        self._state_to_restore: dict | None = None  # a checkpoint's runtime state (on_load_checkpoint)
 
 
     # ------------------------------------------------------------------ per-seed randomness
@@ -391,12 +392,72 @@ class DynaDQN(SeededAgent):
             return torch.zeros(0, len(self.seed_list))
         return torch.stack(self._eval_returns)
 
+    # ------------------------------------------------------------------ budget and checkpoints (the CLI's)
+    @property
+    def frames(self) -> int:
+        """Env steps per seed so far: what the CLI's checkpoint schedule (``callbacks.FrameCheckpoint``)
+        and progress bar count."""
+        return self.env_steps
+
+    @property
+    def max_frames(self) -> int:
+        return self.hparams.steps
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Counters, and everything a resumed run needs to continue exactly as an uninterrupted one: the
+        filled part of the replay (``[S, min(stored, buffer_size)]``, cloned so that the file does not
+        hold the unfilled buffer), the env states, every seed's generators and the evaluation curve.
+        Parameters and optimizer states are Lightning's."""
+        checkpoint["loop_counters"] = {"frames": self.env_steps, "stored": self.stored,
+                                       "updates_done": self.updates_done, "target_copies": self.target_copies}
+        filled = min(self.stored, self.hparams.buffer_size)
+        checkpoint["seeded_state"] = {
+            "replay": None if self.replay is None else self.replay[:, :filled].clone().to_dict(),
+            "env_state": None if self.env_state is None else self.env_state.clone().to_dict(),
+            "generators": {name: [g.get_state() for g in gens] for name, gens in self._generator_lists().items()},
+            "eval_steps": torch.tensor(self.eval_curve_steps, dtype=torch.long),
+            "eval_returns": self.eval_curve,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Counters now; the replay, env states, generators and evaluation curve at ``on_fit_start``
+        (on the module's device)."""
+        counters = dict(checkpoint.get("loop_counters", {}))
+        if "frames" in counters:
+            self.env_steps = counters.pop("frames")
+        for name, value in counters.items():
+            setattr(self, name, value)
+        self._state_to_restore = checkpoint.get("seeded_state")
+
+    def on_fit_start(self) -> None:
+        state, self._state_to_restore = self._state_to_restore, None
+        if state is None:
+            return
+        S = len(self.seed_list)
+        if state["replay"] is not None:
+            self._start()  # allocates the replay; draws from env_generators, whose states are restored below
+            filled = min(self.stored, self.hparams.buffer_size)
+            self.replay[:, :filled] = TensorDict(state["replay"], batch_size=[S, filled], device=self.device)
+            self.env_state = TensorDict(state["env_state"], batch_size=[S, self.hparams.envs_per_seed],
+                                        device=self.device)
+        for name, gens in self._generator_lists().items():
+            for g, saved in zip(gens, state["generators"][name], strict=True):
+                g.set_state(saved)
+        self.eval_curve_steps = state["eval_steps"].tolist()
+        self._eval_returns = list(state["eval_returns"].unbind(0))
+
+    def _generator_lists(self) -> dict[str, list[torch.Generator]]:
+        return {"agent": self.generators, "env": self.env_generators, "eval": self.eval_generators}
+
     # ------------------------------------------------------------------ Lightning
     def train_dataloader(self):
-        return range(self.hparams.steps - self.env_steps)
+        """One item per remaining env step (a resumed run continues from its checkpoint's step)."""
+        return range(self.env_steps, self.hparams.steps)
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         logs = self.step()
+        if self.env_steps >= self.hparams.steps and self._trainer is not None:
+            self.trainer.should_stop = True  # the budget, not epochs, ends training (the CLI's max_epochs is -1)
         if "eval_return" in logs:
             returns = logs.pop("eval_return")
             metrics = {f"train/{k}": v.mean().item() for k, v in logs.items()}

@@ -7,16 +7,21 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from benchmarks import generalization_3x3
 from lightning_mbrl.algos.offline_dyna import OfflineDynaDQN
 from tests.conftest import ROOT
 from tests.smoke.test_recipes import SEEDED
+from tests.smoke.test_resume import rows_after
 
 
 @pytest.mark.parametrize("agent", ["er", "model"])
@@ -90,3 +95,40 @@ def test_seed_scaling_benchmark_runs(tmp_path):
     seed_scaling.main(["--seeds", "2", "--agents", "er", "--steps", "1", "--repeats", "1", "--out", str(out)])
     (row,) = json.loads(out.read_text())["rows"]
     assert row["agent"] == "er" and row["seeds"] == 2 and row["ratio"] > 0
+
+
+def _seeded_run(cwd: pathlib.Path, agent: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "recipes.dyna_dqn_procmaze", "fit", "--config", TINY_SEEDS, f"--model.agent={agent}",
+           "--model.steps=60", "--model.eval_every=10", "--checkpoint.every_frames=24", *extra]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("agent", ["perfect", "categorical"])
+def test_seeded_run_killed_and_resumed_matches_the_uninterrupted_run(agent, tmp_path):
+    """SIGKILL between checkpoints, then ``fit --ckpt_path last``: every per-seed evaluation and loss
+    logged after the checkpoint equals the uninterrupted run's, bit for bit (the checkpoint holds the
+    filled replay, the env states (which the perfect model rolls out from), every seed's generators and
+    the evaluation curve)."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    straight.mkdir(), broken.mkdir()
+    done = _seeded_run(straight, agent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = _seeded_run(broken, agent, "--trainer.callbacks+=tests.helpers.KillAt", "--trainer.callbacks.frames=41")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    checkpoints = broken / "runs" / "dyna_dqn_procmaze" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["frames=24.ckpt", "last.ckpt"]
+    saved = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert saved["loop_counters"] == {"frames": 24, "stored": 24, "updates_done": 4, "target_copies": 0}
+    state = saved["seeded_state"]
+    assert state["replay"]["observation"].shape[:2] == (2, 24)  # the filled part only
+    assert ("env_state" in state["replay"]) == (agent == "perfect")
+    assert state["eval_steps"].tolist() == [10, 20]
+
+    resumed = _seeded_run(broken, agent, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = rows_after(straight / "runs" / "dyna_dqn_procmaze" / "version_0" / "metrics.csv", 24)
+    got = rows_after(broken / "runs" / "dyna_dqn_procmaze" / "version_0" / "metrics.csv", 24)
+    assert {"eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= {c for _, c in expected}
+    assert sorted({s for s, _ in expected}) == [30, 40, 50, 60]
+    assert got == expected
