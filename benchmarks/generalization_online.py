@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tuned_lr", action="store_true", help="each agent's tuned step size (REFERENCE 4.3)")
     parser.add_argument("--eval_every", type=int, default=None, help="default: steps / 20")
     parser.add_argument("--final_fraction", type=float, default=0.25)
+    parser.add_argument("--learning_starts", type=int, default=1000, help="env steps before the first update")
     parser.add_argument("--merge", nargs="*", default=[], help="result files whose runs count as done")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the result JSON on stdout (progress on stderr) and write no file "
+                             "(python -m benchmarks.reproduce runs it so)")
     args = parser.parse_args(argv)
     steps = args.steps or (1_000_000 if args.regime == "high" else 100_000)
     eval_every = args.eval_every or max(1, steps // 20)
@@ -133,19 +137,24 @@ def main(argv: list[str] | None = None) -> None:
             if any((r["env"], r["agent"], r["regime"], r["steps"], r["seeds"]) == key for r in runs):
                 continue
             run = run_one(env, agent, args.regime, steps, args.seeds, None if args.tuned_lr else args.lr,
-                          eval_every, args.final_fraction)
+                          eval_every, args.final_fraction, args.learning_starts)
             run["commit"] = commit()
             runs.append(run)
             print(f"{env} {agent} {args.regime}: final {np.mean(run['final']):.3f} "
                   f"(seeds {[round(x, 3) for x in run['final']]}), {run['seconds']:.0f} s, "
                   f"{run['ms_per_update']:.1f} ms/update", file=sys.stderr, flush=True)
-            rows = summarize(runs)
-            doc = {"benchmark": "generalization_online", "machine": machine(), "rows": rows, "runs": runs}
-            out.write_text(json.dumps(doc, indent=1))
-    rows = summarize(runs)
-    out.write_text(json.dumps({"benchmark": "generalization_online", "machine": machine(), "rows": rows,
-                               "runs": runs}, indent=1))
-    plot(runs, rows, out.with_suffix(".png"))
+            if not args.stdout:
+                out.write_text(json.dumps(_document(runs), indent=1))
+    if args.stdout:
+        print(json.dumps(_document(runs)))
+        return
+    out.write_text(json.dumps(_document(runs), indent=1))
+    plot(runs, summarize(runs), out.with_suffix(".png"))
+
+
+def _document(runs: list[dict]) -> dict:
+    return {"benchmark": "generalization_online", "machine": machine(), "rows": summarize(runs), "runs": runs,
+            "commits": sorted({r["commit"] for r in runs if r.get("commit")})}
 
 
 if __name__ == "__main__":

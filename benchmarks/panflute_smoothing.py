@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -166,7 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", type=int, default=200, help="alphabetical-policy trajectories")
     parser.add_argument("--length", type=int, default=100, help="steps per trajectory")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the result JSON on stdout (progress on stderr) and write no file "
+                             "(python -m benchmarks.reproduce runs it so)")
     args = parser.parse_args(argv)
+    log = sys.stderr if args.stdout else sys.stdout
     core = PanFlute(args.pipes)
     data = alphabetical_trajectories(core, args.episodes, args.length, 0.8, torch.Generator().manual_seed(0))
     now, nxt = ends_active(core, data["observation"]), ends_active(core, data["next_observation"])
@@ -189,12 +195,16 @@ def main(argv: list[str] | None = None) -> None:
         doc["agents"].append(row)
         means = [s["mean"] for s in row["summary"]["reward_by_ends_now"]]
         print(f"{agent}: {info['seconds']:.0f} s; predicted reward by ends lit now "
-              f"{[None if m is None else round(m, 3) for m in means]}", flush=True)
+              f"{[None if m is None else round(m, 3) for m in means]}", file=log, flush=True)
         means = [s["mean"] for s in row["summary"]["p_all_next_by_ends_next"]]
         print(f"{agent}: P(all lit next) by ends lit next {[None if m is None else round(m, 3) for m in means]}",
-              flush=True)
-        RESULTS.__class__(args.out).write_text(json.dumps(doc, indent=1))
-    plot(doc, RESULTS.__class__(args.out).with_suffix(".png"))
+              file=log, flush=True)
+        if not args.stdout:
+            Path(args.out).write_text(json.dumps(doc, indent=1))
+    if args.stdout:
+        print(json.dumps(doc))
+        return
+    plot(doc, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

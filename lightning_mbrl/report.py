@@ -552,6 +552,65 @@ class ModelPositionAccuracy:
 
 
 
+@dataclass(frozen=True)
+class SmoothingRise:
+    """Paper 001's Figure 4 (left), ``benchmarks.panflute_smoothing``: per seed, ``agent``'s prediction (``key``:
+    ``reward_by_ends_now`` or ``p_all_next_by_ends_next``) in the bin of ``pipes - 1`` lit pipe-ends minus the
+    bin of none; both bins' ground truth is 0, so a rise is smoothing. Mean over seeds with its interval."""
+
+    agent: str
+    key: str
+    benchmark: str = "panflute_smoothing"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        results = [(r, row) for r in found.results.get(self.benchmark, []) for row in r.data.get("agents", [])
+                   if row.get("agent") == self.agent and self.key in row]
+        if not results:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result for {self.agent}")
+        result, row = max(results, key=lambda item: len(item[1][self.key][0]))  # the most seeds
+        bins = row[self.key]
+        pairs = [(top, zero) for top, zero in zip(bins[-2], bins[0]) if top is not None and zero is not None]
+        if not pairs:
+            return Measured(None, "—", "0", used=[result], missing="empty bins")
+        top, zero = (np.array(x, dtype=float) for x in zip(*pairs))
+        est = stats.estimate(top - zero, "mean", reps=reps, seed=seed)
+        n = len(bins) - 1
+        text = f"{est.format(3)} ({n - 1} lit {top.mean():.3f}, none lit {zero.mean():.3f})"
+        return Measured(est, text, str(len(pairs)), used=[result])
+
+
+@dataclass(frozen=True)
+class OnlineGap:
+    """Paper 001's Figure 3 at a reduced scale, ``benchmarks.generalization_online``: on ``env``, per seed,
+    ``agent``'s final greedy performance minus ``baseline``'s on the same seed (paired); mean with its
+    interval. The run with the most seeds is used."""
+
+    env: str
+    agent: str
+    baseline: str
+    benchmark: str = "generalization_online"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        best = None
+        for result in found.results.get(self.benchmark, []):
+            runs = {r["agent"]: r for r in result.data.get("runs", []) if r.get("env") == self.env}
+            if self.agent in runs and self.baseline in runs and runs[self.agent]["seeds"] == runs[self.baseline]["seeds"]:
+                if best is None or runs[self.agent]["seeds"] > best[1][self.agent]["seeds"]:
+                    best = (result, runs)
+        if best is None:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} runs of {self.agent} and {self.baseline} "
+                                                    f"on {self.env}")
+        result, runs = best
+        ours, theirs = (np.asarray(runs[a]["final"], dtype=float) for a in (self.agent, self.baseline))
+        est = stats.estimate(ours - theirs, "mean", reps=reps, seed=seed)
+        run = runs[self.agent]
+        text = (f"{est.format(3)} ({self.agent} {ours.mean():.3f}, {self.baseline} {theirs.mean():.3f}; "
+                f"{run['regime']} data, {run['steps']:,} steps)")
+        return Measured(est, text, str(len(ours)), used=[result], groups={self.baseline: theirs, self.agent: ours})
+
+
 def _tabular_result(found: Found, benchmark: str) -> Result | None:
     """The ``benchmarks.omd_tabular`` result with the most seeds (its per-run returns and kappas), if any."""
     results = [r for r in found.results.get(benchmark, []) if {"runs", "kappas", "seeds"} <= set(r.data)]
@@ -737,6 +796,21 @@ CLAIMS: tuple[Claim, ...] = (
           "transition (mean over seeds)",
           "near perfect (footnote 3)",
           ModelPositionAccuracy("path_to_goal"), at_least(0.95, "95%"), ("generalization_3x3",)),
+    Claim("001", "panflute_reward_smoothing_simple",
+          "9-pipe PanFlute, models after 10k steps: the simple model predicts more reward with 8 pipe-ends lit "
+          "than with none, though the true reward of both is 0 (8 lit minus none, mean over seeds)",
+          "smoothed reward rising with the lit pipe-ends (Figure 4 left)",
+          SmoothingRise("simple", "reward_by_ends_now"), above(0.0, "0"), ("panflute_smoothing",)),
+    Claim("001", "panflute_reward_smoothing_gaussian",
+          "9-pipe PanFlute, models after 10k steps: the Gaussian latent model predicts more reward with 8 "
+          "pipe-ends lit than with none (true reward 0 in both)",
+          "smoothed reward rising with the lit pipe-ends (Figure 4 left)",
+          SmoothingRise("gaussian", "reward_by_ends_now"), above(0.0, "0"), ("panflute_smoothing",)),
+    Claim("001", "panflute_dynamics_smoothing_gaussian",
+          "9-pipe PanFlute: the Gaussian latent model gives 'all pipe-ends lit next' more probability when 8 "
+          "will be lit than when none will (true probability 0 in both)",
+          "appreciable probability when only most will be lit (Figure 4 left)",
+          SmoothingRise("gaussian", "p_all_next_by_ends_next"), above(0.0, "0"), ("panflute_smoothing",)),
     # ---------------------------------------------------------------- paper 002, MBPO
     Claim("002", "mbpo_invertedpendulum_950",
           "MBPO reaches return 950 on InvertedPendulum-v5 within ~5k frames (10 deterministic episodes every 250)",
@@ -876,8 +950,9 @@ def evaluate(found: Found, claims: Sequence[Claim] = CLAIMS, *, reps: int = stat
 # ============================================================================================ jobs
 @dataclass(frozen=True)
 class Cost:
-    """What the cost estimate of one seed needs: the loop's kind (``mbpo``, ``sac``, ``mbsac``), its updates
-    per frame after ``random_frames``, and BOOTS evaluations of Humanoid size (``boots_evals`` x ``boots_episodes``
+    """What the cost estimate of one seed needs: the loop's kind (``mbpo``, ``sac``, ``mbsac``, or
+    ``cartpole_loop``: paper 003's CartPole loop of agent ``loop`` as timed whole), its updates per frame after
+    ``random_frames``, and BOOTS evaluations of Humanoid size (``boots_evals`` x ``boots_episodes``
     episodes of 1,000 steps)."""
 
     kind: str
@@ -885,6 +960,7 @@ class Cost:
     random_frames: int
     boots_evals: int = 0
     boots_episodes: int = 0
+    loop: str = ""  # kind "cartpole_loop": the agent whose measured CartPole loop (omd_update.json) it is
 
 
 @dataclass(frozen=True)
@@ -955,6 +1031,9 @@ JOBS: tuple[Job, ...] = (
     Job("generalization_3x3", "benchmarks.generalization_3x3", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--seeds", "10", "--updates", "2000", "--timing_updates", "0", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--updates", "2000", "--timing_updates", "0", "--stdout")}}),
+    Job("panflute_smoothing", "benchmarks.panflute_smoothing", {"reduced": (), "paper": ()},
+        variants={"reduced": {"seeds10": ("--seeds", "10", "--stdout")},
+                  "paper": {"seeds30": ("--seeds", "30", "--stdout")}}),
     Job("sac_pendulum_boots", "recipes.sac_pendulum", {"reduced": _BOOTS_PENDULUM, "paper": _BOOTS_PENDULUM},
         seeds={"reduced": 3, "paper": 5}, frames={"reduced": 8_000, "paper": 8_000}, checkpoint_every=2_000),
     # tests/learning/test_mbpo_invertedpendulum.py's protocol; SAC is the plain SAC there (sac_pendulum's YAML
@@ -987,7 +1066,8 @@ JOBS: tuple[Job, ...] = (
     *(Job(f"{agent}_cartpole_h3{suffix}", f"recipes.{agent}_cartpole",
           {s: ("--model.model_hidden=3", f"--model.q_lr={q_lr}", f"--model.max_frames={frames}",
                "--eval.every_frames=5000", "--eval.episodes=10") for s, frames in (("reduced", 60_000), ("paper", 200_000))},
-          seeds={"reduced": 5, "paper": 10}, frames={"reduced": 60_000, "paper": 200_000}, checkpoint_every=20_000)
+          seeds={"reduced": 5, "paper": 10}, frames={"reduced": 60_000, "paper": 200_000}, checkpoint_every=20_000,
+          cost={s: Cost("cartpole_loop", 1, 1_000, loop=agent) for s in SCALES})
       for q_lr, suffix in (("3e-4", ""), ("1e-3", "_qlr1e-3")) for agent in ("omd", "mle")),
     Job("omd_tabular", "benchmarks.omd_tabular", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--stdout",)}, "paper": {"seeds10": ("--stdout",)}}),
@@ -1044,6 +1124,13 @@ def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
         update_s = next(u.get(sac_key, u.get("library_ms")) for u in sac["updates"] if u["hidden"] == 256) / 1000
         cpu, gpu = updates * update_s, updates * GPU_UPDATE_MS / 1000
         basis = f"sac_update.json: {update_s * 1000:.1f} ms/update"
+    elif cost.kind == "cartpole_loop":
+        loop = _load("omd_update.json").get("cartpole_loop", {}).get(cost.loop)
+        if not loop:
+            return None
+        cpu = loop["ms_per_frame"] * policy_frames / 1000 + loop["random_frames_s"]
+        gpu = cpu  # networks of 3-32 units: launch-bound, no faster on a GPU (an assumption, not measured)
+        basis = f"omd_update.json: the {cost.loop} CartPole loop {loop['ms_per_frame']:.1f} ms/frame; GPU assumed no faster"
     else:
         raise ValueError(f"unknown cost kind {cost.kind!r}")
     if cost.boots_evals:

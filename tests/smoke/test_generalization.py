@@ -17,8 +17,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from benchmarks import generalization_3x3
+from benchmarks import generalization_3x3, generalization_online, panflute_smoothing
 from lightning_mbrl.algos.offline_dyna import OfflineDynaDQN
+from lightning_mbrl.envs.gridworlds import PanFlute
 from tests.conftest import ROOT
 from tests.smoke.test_recipes import SEEDED
 from tests.smoke.test_resume import rows_after
@@ -132,3 +133,33 @@ def test_seeded_run_killed_and_resumed_matches_the_uninterrupted_run(agent, tmp_
     assert {"eval/return_seed0", "eval/return_seed1", "train/loss_q"} <= {c for _, c in expected}
     assert sorted({s for s, _ in expected}) == [30, 40, 50, 60]
     assert got == expected
+
+
+def test_alphabetical_policy_follows_the_rewarded_cycle():
+    """With probability 1 of following, the policy plays n-1, n-2, ..., 0 forever, so every n-th step
+    has all n pipe-ends lit and is rewarded, and no other step is (the spontaneous event is off)."""
+    core = PanFlute(4, spontaneous=False)
+    data = panflute_smoothing.alphabetical_trajectories(core, episodes=3, steps=12, follow=1.0,
+                                                        generator=torch.Generator().manual_seed(0))
+    actions = data["action"].reshape(12, 3)  # time-major
+    assert actions[:, 0].tolist() == [3, 2, 1, 0] * 3
+    lit_next = panflute_smoothing.ends_active(core, data["next_observation"]).reshape(12, 3)[:, 0]
+    assert lit_next.tolist() == [0, 0, 0, 4] * 3  # pipe i's end is lit i + 1 steps after action i
+    assert data["reward"].reshape(12, 3)[:, 0].tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
+
+
+def test_panflute_smoothing_and_online_benchmarks_write_results_and_figures(tmp_path):
+    out = tmp_path / "s.json"
+    panflute_smoothing.main(["--seeds", "2", "--steps", "30", "--pipes", "4", "--episodes", "4", "--length", "20",
+                             "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert [r["agent"] for r in doc["agents"]] == ["simple", "gaussian"]
+    for row in doc["agents"]:
+        assert len(row["reward_by_ends_now"]) == 5 and len(row["reward_by_ends_now"][0]) == 2  # bins x seeds
+    assert out.with_suffix(".png").stat().st_size > 0
+    out = tmp_path / "o.json"
+    generalization_online.main(["--envs", "gridworld/panflute-3", "--agents", "er", "perfect", "--steps", "40",
+                                "--seeds", "2", "--eval_every", "10", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert [(r["agent"], len(r["final"])) for r in doc["runs"]] == [("er", 2), ("perfect", 2)]
+    assert "minus_er_ci95" in doc["rows"][1] and out.with_suffix(".png").stat().st_size > 0

@@ -11,6 +11,7 @@ import json
 import pathlib
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from lightning_mbrl import report
@@ -250,6 +251,34 @@ def test_paper_001_predictions_and_model_accuracy(tmp_path):
     assert cells(row_of(md_path.read_text(), "ptg"))[7] == "feed123"
 
 
+def test_paper_001_smoothing_rise_and_online_gap(tmp_path):
+    from lightning_mbrl.report import OnlineGap, SmoothingRise
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    # [bin][seed] for 3 pipes (bins 0..3): the rise is bin 2 minus bin 0, per seed
+    reward = [[0.0, 0.1, 0.0], [0.1, 0.1, 0.1], [0.3, 0.4, 0.5], [0.9, 1.0, 1.0]]
+    flat = [[0.2, 0.1, 0.3], [0.2, 0.1, 0.3], [0.2, 0.1, 0.3], [0.9, 0.9, 0.9]]
+    (folder / "smooth.json").write_text(json.dumps({"benchmark": "panflute_smoothing", "pipes": 3, "agents": [
+        {"agent": "simple", "reward_by_ends_now": reward, "p_all_next_by_ends_next": flat}]}))
+    final = {"er": [0.1, 0.2, 0.3], "simple": [0.3, 0.3, 0.6], "perfect": [0.1, 0.2]}
+    (folder / "online.json").write_text(json.dumps({"benchmark": "generalization_online", "runs": [
+        {"env": "gridworld/panflute-5", "agent": a, "seeds": len(f), "final": f, "regime": "high", "steps": 100}
+        for a, f in final.items()]}))
+    claims = [Claim("001", "rise", "rise", "x", SmoothingRise("simple", "reward_by_ends_now"), above(0.0, "0"), ()),
+              Claim("001", "flat", "flat", "x", SmoothingRise("simple", "p_all_next_by_ends_next"), above(0.0, "0"), ()),
+              Claim("001", "none", "none", "x", SmoothingRise("gaussian", "reward_by_ends_now"), above(0.0, "0"), ()),
+              Claim("001", "gap", "gap", "x", OnlineGap("gridworld/panflute-5", "simple", "er"), above(0.0, "0"), ()),
+              Claim("001", "unpaired", "unpaired", "x", OnlineGap("gridworld/panflute-5", "perfect", "er"),
+                    above(0.0, "0"), ())]
+    _, rows = write([folder], tmp_path / "report", claims)
+    assert [r.verdict.split(" (")[0] for r in rows] == ["agree", "disagree", "not run", "agree", "not run"]
+    assert rows[0].measured.estimate.value == pytest.approx(np.mean([0.3, 0.3, 0.5]))
+    assert rows[1].measured.estimate.value == pytest.approx(0.0)
+    assert rows[3].measured.estimate.value == pytest.approx(np.mean([0.2, 0.1, 0.3]))
+    assert rows[3].measured.estimate.low > 0 and rows[3].measured.seeds == "3"
+
+
 def test_paper_003_tabular_and_paired_score_gap(tmp_path):
     from lightning_mbrl.report import ScoreGap, TabularAbove, TabularFractionOfOptimal
 
@@ -287,3 +316,16 @@ def test_paper_003_tabular_and_paired_score_gap(tmp_path):
     assert gap_row.measured.estimate.value == pytest.approx(12.5) and gap_row.measured.seeds == "2"
     assert (gap_row.measured.estimate.low, gap_row.measured.estimate.high) == (10.0, 15.0) and gap_row.verdict == "agree"
     assert gap3_row.verdict.startswith("not run (2 of 3 seeds with a and b both evaluated at 300 frames")
+
+
+def test_cartpole_loop_cost_is_the_measured_loop_times_the_frames(monkeypatch):
+    from lightning_mbrl.report import Cost, estimate_cost
+
+    timing = {"cartpole_loop": {"omd": {"ms_per_frame": 8.0, "random_frames_s": 2.0}}}
+    monkeypatch.setattr(report, "_load", lambda name: timing if name == "omd_update.json" else {})
+    cpu, gpu, basis = estimate_cost(Cost("cartpole_loop", 1, 1_000, loop="omd"), 201_000)
+    assert cpu == pytest.approx((8.0 * 200_000 / 1000 + 2.0) / 3600) and gpu == cpu
+    assert "8.0 ms/frame" in basis
+    assert estimate_cost(Cost("cartpole_loop", 1, 1_000, loop="mle"), 201_000) is None  # no timing: not estimated
+    with pytest.raises(ValueError, match="unknown cost kind"):
+        estimate_cost(Cost("nope", 1, 0), 10)
