@@ -48,6 +48,8 @@ a sample reads only the filled part. Memory is allocated uninitialised (``torch.
 committed as they are written.
 
 Optimizers by name: ``q`` and, for the learned models (simple, categorical, gaussian), ``model``.
+``train_model=False`` fixes the learned model (e.g. one loaded from another run, as paper 001's Figure 4
+right freezes models): its losses are still computed and logged, and no model step is taken.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ class DynaDQN(SeededAgent):
         eval_episodes: PositiveInt = 32,
         eval_steps: PositiveInt = 100,
         spontaneous: bool = True,
+        train_model: bool = True,
     ) -> None:
         check_arguments(DynaDQN, locals())
         super().__init__()
@@ -312,20 +315,12 @@ class DynaDQN(SeededAgent):
         if hp.agent == "er":
             batch = sample.exclude(ENV_STATE)
         elif hp.agent == "simple":
-            real = sample[:, : hp.model_batch_size]
-            model_losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
-                                           real[keys.NEXT_OBSERVATION], real[keys.TERMINATED])
-            self._step("model", sum(model_losses[k].sum() for k in model_losses.keys()))
-            logs.update({k: v.detach() for k, v in model_losses.items()})
+            logs.update(self._model_step(sample[:, :M]))
             batch = dyna_dqn.imagine(self.model, self.q, sample[:, :N][keys.OBSERVATION], L, hp.temperature,
                                      u[:, self.n_sampled:].reshape(S, L, N, A + D))
         elif hp.agent in LATENT_AGENTS:  # the same, in latent space: Q never sees a real transition
-            real, u_model = sample[:, :M], u[:, self.n_sampled:]
-            model_losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
-                                           real[keys.NEXT_OBSERVATION], real[keys.TERMINATED],
-                                           u_model[:, : M * Z].reshape(S, M, Z))
-            self._step("model", sum(model_losses[k].sum() for k in model_losses.keys()))
-            logs.update({k: v.detach() for k, v in model_losses.items()})
+            u_model = u[:, self.n_sampled:]
+            logs.update(self._model_step(sample[:, :M], u_model[:, : M * Z].reshape(S, M, Z)))
             with torch.no_grad():
                 start = self.model.features(sample[:, :N][keys.OBSERVATION],
                                             u_model[:, M * Z: (M + N) * Z].reshape(S, N, Z))
@@ -340,6 +335,19 @@ class DynaDQN(SeededAgent):
         logs.update({k: v.detach() for k, v in q_losses.items()})
         self.updates_done += 1
         return logs
+
+    def _model_step(self, real: TensorDictBase, uniform: Tensor | None = None) -> dict[str, Tensor]:
+        """The model's per-seed losses on the real transitions ``real [S, M]`` (a latent model draws their
+        latents from ``uniform [S, M, noise_dim]``) and, unless ``train_model`` is off (a fixed model), one
+        step of optimizer ``model`` on their sum."""
+        train = self.hparams.train_model
+        with torch.set_grad_enabled(train):
+            losses = self.model.loss(real[keys.OBSERVATION], real[keys.ACTION], real[keys.REWARD],
+                                     real[keys.NEXT_OBSERVATION], real[keys.TERMINATED],
+                                     *(() if uniform is None else (uniform,)))
+        if train:
+            self._step("model", sum(losses[k].sum() for k in losses.keys()))
+        return {k: v.detach() for k, v in losses.items()}
 
     def step(self) -> dict[str, Tensor]:
         """One env step of every seed, then its updates, target copy and evaluation (module docstring).

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from benchmarks import generalization_3x3, generalization_online, panflute_smoothing
+from benchmarks import generalization_3x3, generalization_online, panflute_frozen_model, panflute_smoothing
 from lightning_mbrl.algos.offline_dyna import OfflineDynaDQN
 from lightning_mbrl.envs.gridworlds import PanFlute
 from tests.conftest import ROOT
@@ -163,3 +163,22 @@ def test_panflute_smoothing_and_online_benchmarks_write_results_and_figures(tmp_
     doc = json.loads(out.read_text())
     assert [(r["agent"], len(r["final"])) for r in doc["runs"]] == [("er", 2), ("perfect", 2)]
     assert "minus_er_ci95" in doc["rows"][1] and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_frozen_model_benchmark_writes_results_and_figure(tmp_path):
+    out = tmp_path / "f.json"
+    panflute_frozen_model.main(["--pipes", "3", "--seeds", "2", "--model_updates", "0", "5", "--steps", "1010",
+                                "--eval_every", "505", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert [r["model_updates"] for r in doc["runs"]] == [0, 5] and doc["runs"][1]["model_env_steps"] == 1005
+    assert all(len(r["steps_to_near_optimal"]) == 2 and len(r["smoothing"]) == 2 for r in doc["runs"])
+    assert 0.3 < doc["best_rate"] < 1 / 3 + 1 / 9  # the cycle's rate, plus spontaneous events, minus the start
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_best_rate_is_the_cycle_by_hand():
+    """Without spontaneous events the cycle 2, 1, 0 of 3 pipes lights every end before steps 3, 6 and 9
+    (0-based; a step's reward is evaluated on the state before it): 3 rewards in 10 steps."""
+    core = PanFlute(3, spontaneous=False)
+    rate = panflute_frozen_model.best_rate(core, 2, 10, torch.Generator().manual_seed(0))
+    assert rate == pytest.approx(0.3)

@@ -264,6 +264,26 @@ def test_named_optimizers_step_and_the_target_copies_every_k_env_steps(agent_kin
             agent.optimizer("model")
 
 
+@pytest.mark.parametrize("agent_kind", ["simple", "gaussian"])
+def test_a_fixed_model_takes_no_step_and_q_still_learns_on_its_rollouts(agent_kind: str) -> None:
+    """``train_model=False``: the model's parameters and its optimizer's state do not change (the losses are
+    still logged), while Q steps; with the same seed the run consumes the same random numbers, so the
+    replay it collects before learning starts is the trained run's."""
+    fixed, trained = (make(agent=agent_kind, seeds=2, learning_starts=2, eval_every=1000, train_model=t)
+                      for t in (False, True))
+    m0 = [p.clone() for p in fixed.model.parameters()]
+    q0 = [p.clone() for p in fixed.q.parameters()]
+    for _ in range(6):
+        logs = fixed.step()
+        trained.step()
+    assert all(torch.equal(a, b) for a, b in zip(m0, fixed.model.parameters()))
+    assert not fixed.optimizer("model").state  # never stepped
+    assert all(not torch.equal(a, b) for a, b in zip(q0, fixed.q.parameters()))
+    assert "loss_reward" in logs and logs["loss_reward"].shape == (2,) and not logs["loss_reward"].requires_grad
+    assert any(not torch.equal(a, b) for a, b in zip(m0, trained.model.parameters()))
+    assert (fixed.replay[:, :2] == trained.replay[:, :2]).all()
+
+
 @pytest.mark.parametrize("agent_kind, updates_per_step", [("er", 1), ("simple", 3), ("perfect", 2)])
 def test_update_accounting(agent_kind: str, updates_per_step: int, monkeypatch) -> None:
     agent = make(agent=agent_kind, seeds=2, learning_starts=4, updates_per_step=updates_per_step, envs_per_seed=3)
