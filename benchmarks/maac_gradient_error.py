@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
+import sys
 
 import torch
 from tensordict import TensorDict
@@ -180,12 +182,16 @@ def plot(horizons: list[int], summary: dict[str, dict[str, list[float]]]) -> Non
     fig.savefig(RESULTS / "maac_gradient_error.png", dpi=120)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-horizon", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the result JSON on stdout (the table on stderr) and write no file "
+                             "(python -m benchmarks.reproduce runs it so)")
+    args = parser.parse_args(argv)
+    log = sys.stderr if args.stdout else sys.stdout
     seeds = 1 if args.quick else args.seeds
     model_epochs, q_steps, n_data = (20, 300, 1000) if args.quick else (300, 5000, 4000)
     horizons = list(range(args.max_horizon + 1))
@@ -201,13 +207,16 @@ def main() -> None:
               f"+- {summary['true_dynamics']['std'][h]:.4f} | vs grad J: learned "
               f"{summary['learned_dynamics_vs_return_gradient']['mean'][h]:.3f}, true "
               f"{summary['true_dynamics_vs_return_gradient']['mean'][h]:.3f}, oracle "
-              f"{summary['oracle_vs_return_gradient']['mean'][h]:.3f}")
+              f"{summary['oracle_vs_return_gradient']['mean'][h]:.3f}", file=log)
+    result = {"seeds": seeds, "horizons": horizons, "gain": GAIN, "model_epochs": model_epochs, "q_steps": q_steps,
+              "transitions": n_data, "errors": summary, "runs": runs}
+    if args.stdout:
+        print(json.dumps({"benchmark": "maac_gradient_error", **result}))
+        return
     if args.quick:
         return
     plot(horizons, summary)
-    write("maac_gradient_error", {"seeds": seeds, "horizons": horizons, "gain": GAIN, "model_epochs": model_epochs,
-                                  "q_steps": q_steps, "transitions": n_data, "errors": summary,
-                                  "runs": runs})
+    write("maac_gradient_error", result)
 
 
 if __name__ == "__main__":

@@ -611,6 +611,57 @@ class OnlineGap:
         return Measured(est, text, str(len(ours)), used=[result], groups={self.baseline: theirs, self.agent: ours})
 
 
+def _gradient_result(found: Found, benchmark: str) -> Result | None:
+    """The ``benchmarks.maac_gradient_error`` result with the most seeds (per-seed errors by horizon), if any."""
+    results = [r for r in found.results.get(benchmark, []) if {"runs", "horizons"} <= set(r.data)]
+    return max(results, key=lambda r: len(r.data["runs"])) if results else None
+
+
+@dataclass(frozen=True)
+class GradientErrorGap:
+    """Paper 004's gradient-error study (``benchmarks.maac_gradient_error``): per seed, the L1 error of the MAAC
+    gradient with the learned model minus that with the true dynamics at horizon ``horizon`` (paired: the same
+    learned Q); mean over seeds with its interval."""
+
+    horizon: int
+    benchmark: str = "maac_gradient_error"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        result = _gradient_result(found, self.benchmark)
+        if result is None or self.horizon not in result.data["horizons"]:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result at H = {self.horizon}")
+        i = result.data["horizons"].index(self.horizon)
+        learned, true = (np.array([run[k][i] for run in result.data["runs"]], dtype=float)
+                         for k in ("learned_dynamics", "true_dynamics"))
+        est = stats.estimate(learned - true, "mean", reps=reps, seed=seed)
+        text = f"{est.format(3)} (learned {learned.mean():.3f}, true {true.mean():.3f})"
+        return Measured(est, text, str(len(learned)), used=[result])
+
+
+@dataclass(frozen=True)
+class GradientErrorArgmin:
+    """Paper 004's gradient-error study: the horizon at which the mean (over seeds) L1 error of the MAAC gradient
+    with ``dynamics`` is smallest (exact: one number from the means); "first falling, then rising" puts it
+    strictly inside the horizons studied."""
+
+    dynamics: str = "learned_dynamics"
+    benchmark: str = "maac_gradient_error"
+    recipes: tuple[str, ...] = ()
+
+    def measure(self, found: Found, reps: int, seed: int) -> Measured:
+        result = _gradient_result(found, self.benchmark)
+        if result is None:
+            return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
+        horizons = result.data["horizons"]
+        means = np.array([run[self.dynamics] for run in result.data["runs"]], dtype=float).mean(0)
+        h = horizons[int(means.argmin())]
+        curve = ", ".join(f"{m:.3f}" for m in means)
+        return Measured(Estimate("exact", h, h, h, len(result.data["runs"])),
+                        f"H = {h} (mean error by H = {horizons[0]}..{horizons[-1]}: {curve})",
+                        str(len(result.data["runs"])), used=[result])
+
+
 def _tabular_result(found: Found, benchmark: str) -> Result | None:
     """The ``benchmarks.omd_tabular`` result with the most seeds (its per-run returns and kappas), if any."""
     results = [r for r in found.results.get(benchmark, []) if {"runs", "kappas", "seeds"} <= set(r.data)]
@@ -748,6 +799,7 @@ PAPERS = {
            "(Dong, Luo, Yu, Finn and Ma 2020)",
     "003": "OMD: Control-Oriented Model-Based Reinforcement Learning with Implicit Differentiation "
            "(Nikishin, Abachi, Agarwal and Bacon 2022)",
+    "004": "MAAC: Model-Augmented Actor-Critic: Backpropagating through Paths (Clavera, Fu and Abbeel 2020)",
 }
 
 
@@ -811,6 +863,17 @@ CLAIMS: tuple[Claim, ...] = (
           "will be lit than when none will (true probability 0 in both)",
           "appreciable probability when only most will be lit (Figure 4 left)",
           SmoothingRise("gaussian", "p_all_next_by_ends_next"), above(0.0, "0"), ("panflute_smoothing",)),
+    # ---------------------------------------------------------------- paper 004, MAAC
+    Claim("004", "maac_gradient_true_below_learned",
+          "Double integrator, MAAC gradient at H = 10: the L1 error against the oracle is larger with the learned "
+          "model than with the true dynamics (learned minus true, paired by seed)",
+          "true dynamics lower (Figure 3, H up to 10)",
+          GradientErrorGap(10), above(0.0, "0"), ("maac_gradient_error",)),
+    Claim("004", "maac_gradient_learned_u_shape",
+          "Double integrator: the learned-model gradient error first falls, then rises with H (its smallest mean "
+          "error at an H strictly between 0 and 10)",
+          "falls, then rises (Figure 3)",
+          GradientErrorArgmin(), overlaps(1, 9, "1 <= H <= 9"), ("maac_gradient_error",)),
     # ---------------------------------------------------------------- paper 002, MBPO
     Claim("002", "mbpo_invertedpendulum_950",
           "MBPO reaches return 950 on InvertedPendulum-v5 within ~5k frames (10 deterministic episodes every 250)",
@@ -1031,6 +1094,8 @@ JOBS: tuple[Job, ...] = (
     Job("generalization_3x3", "benchmarks.generalization_3x3", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--seeds", "10", "--updates", "2000", "--timing_updates", "0", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--updates", "2000", "--timing_updates", "0", "--stdout")}}),
+    Job("maac_gradient_error", "benchmarks.maac_gradient_error", {"reduced": (), "paper": ()},
+        variants={"reduced": {"seeds5": ("--seeds", "5", "--stdout")}, "paper": {"seeds5": ("--seeds", "5", "--stdout")}}),
     Job("panflute_smoothing", "benchmarks.panflute_smoothing", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--seeds", "10", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--stdout")}}),

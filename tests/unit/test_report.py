@@ -329,3 +329,24 @@ def test_cartpole_loop_cost_is_the_measured_loop_times_the_frames(monkeypatch):
     assert estimate_cost(Cost("cartpole_loop", 1, 1_000, loop="mle"), 201_000) is None  # no timing: not estimated
     with pytest.raises(ValueError, match="unknown cost kind"):
         estimate_cost(Cost("nope", 1, 0), 10)
+
+
+def test_paper_004_gradient_error_gap_and_argmin(tmp_path):
+    from lightning_mbrl.report import GradientErrorArgmin, GradientErrorGap
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    runs = [{"learned_dynamics": [0.3, 0.1, 0.2], "true_dynamics": [0.3, 0.05, 0.1]},
+            {"learned_dynamics": [0.5, 0.2, 0.4], "true_dynamics": [0.5, 0.1, 0.1]},
+            {"learned_dynamics": [0.4, 0.3, 0.3], "true_dynamics": [0.4, 0.2, 0.2]}]
+    (folder / "g.json").write_text(json.dumps({"benchmark": "maac_gradient_error", "horizons": [0, 1, 2], "runs": runs}))
+    claims = [Claim("004", "gap", "gap", "x", GradientErrorGap(2), above(0.0, "0"), ()),
+              Claim("004", "gap0", "gap0", "x", GradientErrorGap(0), above(0.0, "0"), ()),
+              Claim("004", "far", "far", "x", GradientErrorGap(7), above(0.0, "0"), ()),
+              Claim("004", "u", "u", "x", GradientErrorArgmin(), overlaps(1, 1, "H = 1"), ()),
+              Claim("004", "u_true", "u_true", "x", GradientErrorArgmin("true_dynamics"), overlaps(1, 1, "H = 1"), ())]
+    _, rows = write([folder], tmp_path / "report", claims)
+    assert [r.verdict.split(" (")[0] for r in rows] == ["agree", "disagree", "not run", "agree", "agree"]
+    assert rows[0].measured.estimate.value == pytest.approx(np.mean([0.1, 0.3, 0.1]))  # learned minus true, paired
+    assert rows[1].measured.estimate.value == 0.0
+    assert rows[3].measured.estimate.value == 1  # mean learned error by H: 0.4, 0.2, 0.3
