@@ -824,6 +824,7 @@ class Claim:
 
 _IP_MBPO = FramesTo("mbpo_invertedpendulum", threshold=950, budget=5_000, seeds=5)
 _IP_SAC = FramesTo("sac_invertedpendulum", threshold=950, budget=15_000, seeds=5)
+_IP_MAAC = FramesTo("maac_invertedpendulum", threshold=950, budget=3_000, seeds=3)
 
 CLAIMS: tuple[Claim, ...] = (
     # ---------------------------------------------------------------- paper 001, model-based generalization
@@ -864,6 +865,17 @@ CLAIMS: tuple[Claim, ...] = (
           "appreciable probability when only most will be lit (Figure 4 left)",
           SmoothingRise("gaussian", "p_all_next_by_ends_next"), above(0.0, "0"), ("panflute_smoothing",)),
     # ---------------------------------------------------------------- paper 004, MAAC
+    Claim("004", "maac_vs_sac_invertedpendulum",
+          "SAC needs at least 3x the frames MAAC needs to reach 950 on InvertedPendulum-v5 (known reward; the "
+          "MBPO test's protocol; tests/learning/test_maac_invertedpendulum.py)",
+          "MAAC far more sample-efficient than model-free SAC (Figure 2)",
+          FramesRatio(_IP_SAC, _IP_MAAC), at_least(3.0, "3x"), ("maac_invertedpendulum", "sac_invertedpendulum")),
+    Claim("004", "maac_mpc_keeps_return",
+          "Test-time MPC (policy-seeded CEM on MAAC's ensemble, terminal Q) does not lower the trained MAAC "
+          "policy's InvertedPendulum-v5 return at 3k frames (MPC minus policy, mean of 3 seeds)",
+          "MPC raises the return (Table 1)",
+          Gain("maac_invertedpendulum", 3_000, evaluator="mpc", statistic="mean", seeds=3), at_least(-10.0, "-10"),
+          ("maac_invertedpendulum",)),
     Claim("004", "maac_gradient_true_below_learned",
           "Double integrator, MAAC gradient at H = 10: the L1 error against the oracle is larger with the learned "
           "model than with the true dynamics (learned minus true, paired by seed)",
@@ -1106,6 +1118,11 @@ JOBS: tuple[Job, ...] = (
     Job("mbpo_invertedpendulum", "recipes.mbpo_invertedpendulum",
         {s: ("--model.max_frames=5000", *_IP_EVAL) for s in SCALES},
         seeds={"reduced": 5, "paper": 5}, frames={"reduced": 5_000, "paper": 5_000}, checkpoint_every=1_000),
+    # tests/learning/test_maac_invertedpendulum.py's protocol: MAAC to 3k frames, MPC evaluated at the end
+    Job("maac_invertedpendulum", "recipes.maac_invertedpendulum",
+        {s: ("--model.max_frames=3000", *_IP_EVAL, "--trainer.callbacks+=callbacks.MPCEval",
+             "--trainer.callbacks.every_frames=3000", "--trainer.callbacks.episodes=10") for s in SCALES},
+        seeds={"reduced": 3, "paper": 3}, frames={"reduced": 3_000, "paper": 3_000}, checkpoint_every=1_000),
     Job("sac_invertedpendulum", "recipes.sac_pendulum",
         {s: ("--model.env=InvertedPendulum-v5", "--model.max_frames=15000", "--model.init_random_frames=500",
              *_IP_EVAL) for s in SCALES},
