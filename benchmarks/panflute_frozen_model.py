@@ -1,7 +1,7 @@
 """Paper 001, Figure 4 (right) at a reduced scale: Q trained from scratch on a simple model frozen after a
 variable amount of training; how many env steps until the greedy policy is near-optimal?
 
-    python -m benchmarks.panflute_frozen_model                     # 6 pipes, 5 seeds, 10k steps per run
+    python -m benchmarks.panflute_frozen_model                     # 5 pipes, 5 seeds, 8k steps per run
     python -m benchmarks.panflute_frozen_model --pipes 9 --seeds 30 --steps 1000000 \\
         --model_updates 0 10000 30000 100000 300000 --eval_every 500     # the paper's scale (a GPU)
 
@@ -77,11 +77,11 @@ def first_reaching(module: DynaDQN, bar: float) -> list[int | None]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipes", type=int, default=6)
+    parser.add_argument("--pipes", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--model_updates", type=int, nargs="+", default=[0, 1000, 3000, 9000],
+    parser.add_argument("--model_updates", type=int, nargs="+", default=[0, 1000, 3000, 7000],
                         help="model steps after which the model is frozen (0: the untrained model)")
-    parser.add_argument("--steps", type=int, default=10_000, help="env steps of each from-scratch Q run")
+    parser.add_argument("--steps", type=int, default=8_000, help="env steps of each from-scratch Q run")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval_every", type=int, default=250)
     parser.add_argument("--threshold", type=float, default=0.95)
