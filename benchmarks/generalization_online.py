@@ -3,6 +3,7 @@ perfect, latent models) on ProcMaze, ButtonGrid and PanFlute instances, S seeds 
 
     python -m benchmarks.generalization_online --envs gridworld/panflute-5 --agents er simple perfect \\
         --regime high --steps 10000 --seeds 5 --lr 1e-3
+    python -m benchmarks.generalization_online --envs --merge a.json b.json   # merge runs into one file + figure
     # the paper's scale, for a GPU (1M steps high data / 100k low data, 30 seeds, the tuned lr):
     python -m benchmarks.generalization_online --envs gridworld/procmaze-4 --agents er simple perfect \\
         categorical gaussian --regime high --seeds 30 --tuned_lr
@@ -109,7 +110,8 @@ def plot(runs: list[dict], rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--envs", nargs="+", default=["gridworld/panflute-5"])
+    parser.add_argument("--envs", nargs="*", default=["gridworld/panflute-5"],
+                        help="env ids to run (none: only merge the --merge files and plot)")
     parser.add_argument("--agents", nargs="+", default=["er", "simple", "perfect"], choices=AGENTS)
     parser.add_argument("--regime", choices=["high", "low"], default="high")
     parser.add_argument("--steps", type=int, default=None, help="env steps (default: the regime's 1M / 100k)")
