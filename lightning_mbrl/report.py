@@ -864,6 +864,20 @@ CLAIMS: tuple[Claim, ...] = (
           "will be lit than when none will (true probability 0 in both)",
           "appreciable probability when only most will be lit (Figure 4 left)",
           SmoothingRise("gaussian", "p_all_next_by_ends_next"), above(0.0, "0"), ("panflute_smoothing",)),
+    Claim("001", "panflute6_simple_above_perfect",
+          "6-pipe PanFlute, high data, 10k steps (reduced): Dyna-DQN with the learned simple model ends above the "
+          "perfect model (final greedy reward rate, paired by seed)",
+          "learned models above the perfect model on harder PanFlute instances (Figure 3)",
+          OnlineGap("gridworld/panflute-6", "simple", "perfect"), above(0.0, "0"), ("generalization_online",)),
+    Claim("001", "panflute6_gaussian_above_perfect",
+          "6-pipe PanFlute, high data, 10k steps (reduced): the Gaussian latent model ends above the perfect model",
+          "learned models above the perfect model on harder PanFlute instances (Figure 3)",
+          OnlineGap("gridworld/panflute-6", "gaussian", "perfect"), above(0.0, "0"), ("generalization_online",)),
+    Claim("001", "procmaze3_low_simple_above_er",
+          "ProcMaze of size 3, low data (10 updates per step), 1.5k steps (reduced): the simple model ends above "
+          "ER-DQN (final greedy return, paired by seed)",
+          "simple model above ER, more so in low data (Figure 3)",
+          OnlineGap("gridworld/procmaze-3", "simple", "er"), above(0.0, "0"), ("generalization_online",)),
     # ---------------------------------------------------------------- paper 004, MAAC
     Claim("004", "maac_vs_sac_invertedpendulum",
           "SAC needs at least 3x the frames MAAC needs to reach 950 on InvertedPendulum-v5 (known reward; the "
@@ -1108,6 +1122,12 @@ JOBS: tuple[Job, ...] = (
                   "paper": {"seeds30": ("--seeds", "30", "--updates", "2000", "--timing_updates", "0", "--stdout")}}),
     Job("maac_gradient_error", "benchmarks.maac_gradient_error", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds5": ("--seeds", "5", "--stdout")}, "paper": {"seeds5": ("--seeds", "5", "--stdout")}}),
+    Job("generalization_online", "benchmarks.generalization_online", {"reduced": ()},
+        variants={"reduced": {
+            "panflute6_high": ("--envs", "gridworld/panflute-6", "--agents", "er", "simple", "perfect", "gaussian",
+                               "--regime", "high", "--steps", "10000", "--seeds", "5", "--stdout"),
+            "procmaze3_low": ("--envs", "gridworld/procmaze-3", "--agents", "er", "simple", "perfect", "--regime",
+                              "low", "--steps", "1500", "--learning_starts", "500", "--seeds", "5", "--stdout")}}),
     Job("panflute_smoothing", "benchmarks.panflute_smoothing", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--seeds", "10", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--stdout")}}),
