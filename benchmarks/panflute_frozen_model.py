@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS, commit, machine
-from benchmarks.panflute_smoothing import alphabetical_trajectories, ends_active
+from benchmarks.panflute_smoothing import alphabetical_trajectories
 from lightning_mbrl import stats
 from lightning_mbrl.algos.dyna_dqn import DynaDQN
 from lightning_mbrl.envs.gridworlds import PanFlute
@@ -59,7 +59,7 @@ def best_rate(core: PanFlute, episodes: int, steps: int, generator: torch.Genera
 @torch.no_grad()
 def smoothing(module: DynaDQN, data: dict[str, torch.Tensor], lit: int) -> list[float]:
     """Per seed, the model's mean predicted reward on the transitions whose state has ``lit`` lit ends."""
-    mask = ends_active(module.core, data["observation"]) == lit
+    mask = module.core.lit_ends(data["observation"]) == lit
     S = len(module.seed_list)
     reward, _, _ = module.model(data["observation"][mask].expand(S, -1, -1), data["action"][mask].expand(S, -1))
     return reward.mean(-1).tolist()

@@ -73,18 +73,13 @@ def alphabetical_trajectories(core: PanFlute, episodes: int, steps: int, follow:
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def ends_active(core: PanFlute, observation: torch.Tensor) -> torch.Tensor:
-    """The number of lit pipe-ends ``long [N]``."""
-    return observation[..., core._last].sum(-1).long()
-
-
 @torch.no_grad()
 def predictions(module: DynaDQN, data: dict[str, torch.Tensor], generator: torch.Generator,
                 chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Per seed and transition: the predicted reward ``[S, N]`` and the predicted probability that
     every pipe-end is lit at the next step ``[S, N]`` (module docstring)."""
     core, model, S = module.core, module.model, len(module.seed_list)
-    last = core._last
+    last = core.end_cells
     rewards, probs = [], []
     for lo in range(0, len(data["action"]), chunk):
         obs = data["observation"][lo: lo + chunk].expand(S, -1, -1)
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     log = sys.stderr if args.stdout else sys.stdout
     core = PanFlute(args.pipes)
     data = alphabetical_trajectories(core, args.episodes, args.length, 0.8, torch.Generator().manual_seed(0))
-    now, nxt = ends_active(core, data["observation"]), ends_active(core, data["next_observation"])
+    now, nxt = core.lit_ends(data["observation"]), core.lit_ends(data["next_observation"])
     counts_now = torch.bincount(now, minlength=args.pipes + 1).tolist()
     counts_next = torch.bincount(nxt, minlength=args.pipes + 1).tolist()
     doc = {"benchmark": "panflute_smoothing", "commit": commit(), "machine": machine(), "pipes": args.pipes,

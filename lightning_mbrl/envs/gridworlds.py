@@ -392,6 +392,15 @@ class PanFlute(GridworldCore):
     def observation(self, state: TensorDictBase) -> torch.Tensor:
         return state["pipes"].float()
 
+    @property
+    def end_cells(self) -> torch.Tensor:
+        """The observation indices of the pipes' end cells, long ``[n]`` (pipe ``i``'s at ``i``)."""
+        return self._last
+
+    def lit_ends(self, observation: torch.Tensor) -> torch.Tensor:
+        """The number of lit pipe-ends of observations ``[..., obs_dim]``: long ``[...]``."""
+        return observation[..., self._last.to(observation.device)].sum(-1).long()
+
     def transition(self, state: TensorDictBase, action: torch.Tensor,
                    noise: TensorDictBase) -> tuple[TensorDict, torch.Tensor, torch.Tensor]:
         pipes = state["pipes"]

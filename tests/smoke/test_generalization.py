@@ -143,7 +143,7 @@ def test_alphabetical_policy_follows_the_rewarded_cycle():
                                                         generator=torch.Generator().manual_seed(0))
     actions = data["action"].reshape(12, 3)  # time-major
     assert actions[:, 0].tolist() == [3, 2, 1, 0] * 3
-    lit_next = panflute_smoothing.ends_active(core, data["next_observation"]).reshape(12, 3)[:, 0]
+    lit_next = core.lit_ends(data["next_observation"]).reshape(12, 3)[:, 0]
     assert lit_next.tolist() == [0, 0, 0, 4] * 3  # pipe i's end is lit i + 1 steps after action i
     assert data["reward"].reshape(12, 3)[:, 0].tolist() == [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
 

@@ -302,6 +302,13 @@ def test_panflute_shifts_pipes_and_rewards_before_the_update() -> None:
     assert reward.item() == 0.0 and state["pipes"].int().tolist() == [1, 0, 0, 0, 1, 0]
 
 
+def test_panflute_end_cells_and_lit_ends_by_hand() -> None:
+    core = PanFlute(3)
+    assert core.end_cells.tolist() == [0, 2, 5]  # pipes of length 1, 2, 3, concatenated
+    obs = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 0]]).float()
+    assert core.lit_ends(obs).tolist() == [3, 0, 2]
+
+
 def test_panflute_cycle_earns_one_reward_every_n_steps() -> None:
     core = PanFlute(4)
     state = core.reset((), gen(0))
