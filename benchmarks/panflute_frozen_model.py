@@ -155,7 +155,8 @@ def plot(doc: dict, path: Path) -> None:
             m, (lo, hi) = run["mean_steps"], run["ci95"]
             ax.errorbar(i, m, yerr=[[m - lo], [hi - m]], fmt="o", color="tab:orange", capsize=4)
         if run["failed"]:
-            ax.annotate(f"{run['failed']} failed", (i, doc["settings"]["steps"]), ha="center", color="tab:orange")
+            ax.annotate(f"{run['failed']} of {len(run['steps_to_near_optimal'])} never", (i, doc["settings"]["steps"]),
+                        xytext=(0, -12), textcoords="offset points", ha="center", va="top", color="tab:orange")
     ax.axhline(doc["settings"]["steps"], color="black", lw=1)
     ax.set_xticks(x, [str(r["model_updates"]) for r in runs])
     ax.set_xlabel("model training steps before it was frozen")

@@ -350,3 +350,21 @@ def test_paper_004_gradient_error_gap_and_argmin(tmp_path):
     assert rows[0].measured.estimate.value == pytest.approx(np.mean([0.1, 0.3, 0.1]))  # learned minus true, paired
     assert rows[1].measured.estimate.value == 0.0
     assert rows[3].measured.estimate.value == 1  # mean learned error by H: 0.4, 0.2, 0.3
+
+
+def test_paper_001_frozen_model_gap_is_paired_and_needs_every_seed(tmp_path):
+    from lightning_mbrl.report import FrozenModelGap
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    runs = [{"model_updates": 0, "steps_to_near_optimal": [None, 900]},
+            {"model_updates": 10, "steps_to_near_optimal": [200, 300]},
+            {"model_updates": 20, "steps_to_near_optimal": [400, 700]}]
+    (folder / "f.json").write_text(json.dumps({"benchmark": "panflute_frozen_model", "runs": runs}))
+    claims = [Claim("001", "gap", "gap", "x", FrozenModelGap(10, 20), above(0.0, "0"), ()),
+              Claim("001", "never", "never", "x", FrozenModelGap(0, 20), above(0.0, "0"), ()),
+              Claim("001", "absent", "absent", "x", FrozenModelGap(10, 30), above(0.0, "0"), ())]
+    _, rows = write([folder], tmp_path / "report", claims)
+    assert [r.verdict.split(" (")[0] for r in rows] == ["agree", "not run", "not run"]
+    assert rows[0].measured.estimate.value == pytest.approx(300.0)  # (200 + 400) / 2, later minus earlier
+    assert "never near-optimal" in rows[1].verdict
