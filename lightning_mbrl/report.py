@@ -639,10 +639,11 @@ class OnlineGap:
         return Measured(est, text, str(len(ours)), used=[result], groups={self.baseline: theirs, self.agent: ours})
 
 
-def _gradient_result(found: Found, benchmark: str) -> Result | None:
-    """The ``benchmarks.maac_gradient_error`` result with the most seeds (per-seed errors by horizon), if any."""
-    results = [r for r in found.results.get(benchmark, []) if {"runs", "horizons"} <= set(r.data)]
-    return max(results, key=lambda r: len(r.data["runs"])) if results else None
+def _most_seeds(found: Found, benchmark: str, required: set[str], seeds_key: str) -> Result | None:
+    """The ``benchmark`` result holding every key of ``required`` with the most seeds (``len(data[seeds_key])``),
+    if any."""
+    results = [r for r in found.results.get(benchmark, []) if required <= set(r.data)]
+    return max(results, key=lambda r: len(r.data[seeds_key])) if results else None
 
 
 @dataclass(frozen=True)
@@ -656,7 +657,7 @@ class GradientErrorGap:
     recipes: tuple[str, ...] = ()
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:
-        result = _gradient_result(found, self.benchmark)
+        result = _most_seeds(found, self.benchmark, {"runs", "horizons"}, "runs")
         if result is None or self.horizon not in result.data["horizons"]:
             return Measured(None, "—", "0", missing=f"no {self.benchmark} result at H = {self.horizon}")
         i = result.data["horizons"].index(self.horizon)
@@ -678,7 +679,7 @@ class GradientErrorArgmin:
     recipes: tuple[str, ...] = ()
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:
-        result = _gradient_result(found, self.benchmark)
+        result = _most_seeds(found, self.benchmark, {"runs", "horizons"}, "runs")
         if result is None:
             return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
         horizons = result.data["horizons"]
@@ -690,10 +691,6 @@ class GradientErrorArgmin:
                         str(len(result.data["runs"])), used=[result])
 
 
-def _tabular_result(found: Found, benchmark: str) -> Result | None:
-    """The ``benchmarks.omd_tabular`` result with the most seeds (its per-run returns and kappas), if any."""
-    results = [r for r in found.results.get(benchmark, []) if {"runs", "kappas", "seeds"} <= set(r.data)]
-    return max(results, key=lambda r: len(r.data["seeds"])) if results else None
 
 
 @dataclass(frozen=True)
@@ -707,7 +704,7 @@ class TabularAbove:
     recipes: tuple[str, ...] = ()
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:
-        result = _tabular_result(found, self.benchmark)
+        result = _most_seeds(found, self.benchmark, {"runs", "kappas", "seeds"}, "seeds")
         if result is None:
             return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
         data = result.data
@@ -734,7 +731,7 @@ class TabularFractionOfOptimal:
     recipes: tuple[str, ...] = ()
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:
-        result = _tabular_result(found, self.benchmark)
+        result = _most_seeds(found, self.benchmark, {"runs", "kappas", "seeds"}, "seeds")
         if result is None:
             return Measured(None, "—", "0", missing=f"no {self.benchmark} result")
         returns = np.asarray(result.data["runs"][self.agent]["returns"][self.index], dtype=float)

@@ -14,9 +14,10 @@ decided by a wide margin (the smallest per-cell fraction on a pass is 0.7, the l
 0.2 or less in the failing cell; benchmarks/results/generalization_3x3.json).
 
 One prediction does not hold here, measured and documented (docs/generalization.md): the 10-step
-model on Path-to-Goal fails in the bottom-middle cell (0.1 of seeds correct). It is marked
-``xfail(strict=False)``: it is reported, never counted as a pass, and the test does not require the
-deviation either.
+model on Path-to-Goal fails in the bottom-middle cell of the lower layout (0.1 of seeds correct). That
+case asserts what was measured instead: every other cell passes and that cell alone fails. It fails if
+the agent gets worse elsewhere, and also if the deviation goes away (then the docs and this test need
+updating).
 
 Each model case also checks the paper's footnote 3: the fitted model predicts the next agent cell of
 every non-terminal evaluation transition, on every seed.
@@ -29,17 +30,13 @@ import pytest
 from benchmarks.generalization_3x3 import PREDICTED_PASS, run_one
 
 UPDATES = {"all_evaluation": 2000, "no_evaluation": 2000, "path_to_goal": 5000, "single_cell": 5000}
-KNOWN_DEVIATION = {("path_to_goal", "model-10")}
+#: (coverage, agent) -> the (layout, cell) that fails there, as measured (the lower layout's bottom-middle cell)
+KNOWN_DEVIATION = {("path_to_goal", "model-10"): (0, 7)}
 #: model-10 reuses model-1's fit of the same dataset when both run in one process (restoring the fit equals
 #: refitting: ``benchmarks.generalization_3x3.run_one``).
 _FITTED: dict[str, dict] = {}
 
-CASES = [
-    pytest.param(coverage, agent, marks=[pytest.mark.xfail(
-        strict=False, reason="measured deviation: model-10 fails Path-to-Goal in one cell "
-                             "(docs/generalization.md)")] if (coverage, agent) in KNOWN_DEVIATION else [])
-    for coverage in UPDATES for agent in PREDICTED_PASS[coverage]
-]
+CASES = [(coverage, agent) for coverage in UPDATES for agent in PREDICTED_PASS[coverage]]
 
 
 @pytest.mark.slow
@@ -55,4 +52,8 @@ def test_3x3_prediction_holds(coverage: str, agent: str):
           f"per-cell fraction correct {fractions}, {result['ms_per_update']:.0f} ms/update")
     if result["model_position_accuracy"] is not None:  # footnote 3, every seed
         assert min(result["model_position_accuracy"]) == 1.0
+    if (coverage, agent) in KNOWN_DEVIATION:  # the measured deviation, exactly (module docstring)
+        failing = [(c["layout"], c["cell"]) for c in result["cells"] if c["fraction_correct"] < 0.5]
+        assert failing == [KNOWN_DEVIATION[(coverage, agent)]]
+        return
     assert result["passes"] == PREDICTED_PASS[coverage][agent]
