@@ -5,7 +5,7 @@
 
 Runs every job of ``lightning_mbrl.report.JOBS`` at one scale, one subprocess at a time (``python -m
 recipes.<name> fit ...`` per seed, ``python -m lightning_mbrl.envs.piecewise_linear ...`` per benchmark
-variant), then ``python -m lightning_mbrl.report <runs-dir>/<scale> --out <report-out>``. ``--only`` takes
+variant), then ``python -m lightning_mbrl.report <evidence-dir> benchmarks/results/*.json --out <report-out>``. ``--only`` takes
 job names or claim names (a claim stands for the jobs it reads); ``--dry-run`` prints each run's state and
 the command it would run, and runs nothing.
 
@@ -15,6 +15,13 @@ recipe (the folder a run is in) is the job's name; the runner adds ``reproduce.j
 of every start, status) and ``reproduce.log`` (the run's output) to it. A benchmark variant is
 ``<runs-dir>/<scale>/<job>/<variant>.json``: the module's JSON output with ``benchmark``, ``variant``,
 ``commit`` and ``command`` added.
+
+Evidence: after each run (done, failed or interrupted) the runner copies what the report reads of it, a
+seed's ``metrics.csv``, ``hparams.yaml`` and ``reproduce.json`` or a variant's JSON, to the same place below
+``--evidence-dir`` (default ``benchmarks/results/reproduce/<scale>/``, tracked by git; a few hundred kB per
+run). The run folders (checkpoints, replay buffers, videos) stay in the ignored ``runs/``; the report reads the
+evidence, so a fresh clone writes the same report (``python -m benchmarks.reproduce`` with every run done runs
+nothing and writes it).
 
 Resumable, by the run folders alone:
 
@@ -78,6 +85,7 @@ class Unit:
     scale: str
     name: str
     root: Path
+    evidence_root: Path | None = None  # where the evidence of runs at this scale is kept (keep_evidence)
 
     @property
     def label(self) -> str:
@@ -87,6 +95,22 @@ class Unit:
     def path(self) -> Path:
         folder = self.root / self.job.name
         return folder / f"{self.name}.json" if self.job.is_benchmark else folder / self.name
+
+    @property
+    def kept(self) -> Path | None:
+        """This unit's copy below ``evidence_root``."""
+        return None if self.evidence_root is None else self.evidence_root / self.path.relative_to(self.root)
+
+    def _done_elsewhere(self) -> bool:
+        """No run folder here, but the evidence of a finished run is kept (a fresh clone): nothing to run."""
+        if self.path.exists() or self.kept is None:
+            return False
+        if self.job.is_benchmark:
+            return report.read_result(self.kept) is not None
+        try:
+            return json.loads((self.kept / MARKER).read_text()).get("status") == "done"
+        except (OSError, json.JSONDecodeError):
+            return False
 
     @property
     def checkpoint(self) -> Path:
@@ -105,7 +129,10 @@ class Unit:
     def status(self) -> str:
         """``done``, ``partial`` (resume from the last checkpoint), ``failed`` (exited non-zero without a
         checkpoint: run again), ``stale`` (this runner's folder without a checkpoint: start again),
-        ``foreign`` (a folder this runner did not make) or ``pending``."""
+        ``foreign`` (a folder this runner did not make) or ``pending``. A unit whose run folder is gone but
+        whose kept evidence says it finished is ``done``."""
+        if self._done_elsewhere():
+            return "done"
         if self.job.is_benchmark:
             return "done" if report.read_result(self.path) is not None else "pending"
         if not self.path.exists():
@@ -120,7 +147,9 @@ class Unit:
         return "failed" if marker.get("status") == "failed" else "stale"
 
     def frames(self) -> int:
-        return 0 if self.job.is_benchmark else report.last_frame(self.path)
+        if self.job.is_benchmark:
+            return 0
+        return report.last_frame(self.kept if self._done_elsewhere() else self.path)
 
     def argv(self) -> list[str]:
         """The command (after ``python``) that makes or continues this run."""
@@ -158,8 +187,8 @@ def select_jobs(names: Sequence[str] | None) -> list[Job]:
     return [job for job in JOBS if job.name in wanted]
 
 
-def plan(jobs: Sequence[Job], scale: str, root: Path) -> list[Unit]:
-    return [Unit(job, scale, name, root) for job in jobs for name in job.units(scale)]
+def plan(jobs: Sequence[Job], scale: str, root: Path, evidence_root: Path | None = None) -> list[Unit]:
+    return [Unit(job, scale, name, root, evidence_root) for job in jobs for name in job.units(scale)]
 
 
 def progress(units: Sequence[Unit], root: Path, scale: str) -> str:
@@ -249,6 +278,33 @@ def run_seed(unit: Unit, commit: str | None, refresh: float, clock: Callable[[],
     return proc.returncode == 0
 
 
+EVIDENCE_FILES = ("metrics.csv", "hparams.yaml", MARKER)  # what the report reads of a run folder
+
+
+def keep_evidence(unit: Unit) -> Path | None:
+    """Copy what the report reads of ``unit`` (a seed's ``metrics.csv``, ``hparams.yaml`` and ``reproduce.json``;
+    a benchmark variant's JSON) to the same place below ``evidence_root`` (``<evidence-dir>/<scale>``), a
+    tracked folder: the run folders (checkpoints, replay, logs) stay in the ignored ``runs/``, and the report
+    can be written again from a fresh clone. Partial runs are copied too (the report shows them as short).
+    Returns the copy, or ``None`` when the unit has nothing to copy (yet, or no ``evidence_root``)."""
+    target = unit.kept
+    if target is None:
+        return None
+    if unit.job.is_benchmark:
+        if not unit.path.is_file():
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(unit.path, target)
+        return target
+    if not (unit.path / "metrics.csv").is_file():
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    for name in EVIDENCE_FILES:
+        if (unit.path / name).is_file():
+            shutil.copyfile(unit.path / name, target / name)
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="reduced",
@@ -257,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--report-out", type=Path, default=Path("docs/reproduction"),
                         help="the report: <report-out>.md and figures in <report-out>/")
+    parser.add_argument("--evidence-dir", type=Path, default=REPO / "benchmarks" / "results" / "reproduce",
+                        help="where each run's metrics, hparams and marker are copied for the report (tracked)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their commands; run nothing")
     parser.add_argument("--refresh", type=float, default=60.0, help="seconds between progress lines of a run")
     args = parser.parse_args(argv)
@@ -266,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     root = args.runs_dir / args.scale
-    units = plan(jobs, args.scale, root)
+    evidence = args.evidence_dir / args.scale
+    units = plan(jobs, args.scale, root, evidence)
     for claim in CLAIMS:
         if args.only and claim.name in args.only and claim.scale != args.scale:
             print(f"note: {claim.name} is decided by --scale {claim.scale} runs; at {args.scale} scale the report "
@@ -294,12 +353,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
+            keep_evidence(unit)
             print(f"\ninterrupted: {unit.label} stopped; run the same command again to continue", file=sys.stderr)
             return 130
         failed += [] if ok else [unit.label]
+        keep_evidence(unit)
         print(progress(units, root, args.scale), flush=True)
-    root.mkdir(parents=True, exist_ok=True)
-    report.main([str(root), "--out", str(args.report_out)])
+    for unit in units:  # also the runs made before (or by an interrupted runner)
+        keep_evidence(unit)
+    evidence.mkdir(parents=True, exist_ok=True)
+    report.main([str(evidence.parent), *map(str, sorted(report.RESULTS.glob("*.json"))), "--out", str(args.report_out)])
     if failed:
         print(f"error: {len(failed)} runs failed: {', '.join(failed)} (run again to resume them)", file=sys.stderr)
         return 1

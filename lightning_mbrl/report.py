@@ -1,7 +1,7 @@
 """Reproduction report: every paper's claims, measured from runs, with 95% intervals.
 
     python -m lightning_mbrl.report RUN_DIR... [--out docs/reproduction] [--reps 2000] [--seed 0]
-    python -m lightning_mbrl.report runs/reproduce/reduced          # what python -m benchmarks.reproduce made
+    python -m lightning_mbrl.report benchmarks/results/reproduce benchmarks/results/*.json   # what reproduce writes
 
 Reads run folders as ``lightning_mbrl.plot`` does: every folder holding a ``metrics.csv`` at or below a
 RUN_DIR is a run, its recipe is the name of the folder it is in, and the runs of one recipe are its seeds
@@ -1439,7 +1439,7 @@ def write_report(paths: Sequence[Path], out: Path, *, claims: Sequence[Claim] = 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_mbrl.report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path,
-                        help="run folders or folders above them (e.g. runs/reproduce/reduced), benchmark JSON files")
+                        help="run folders or folders above them (e.g. benchmarks/results/reproduce), benchmark JSON files")
     parser.add_argument("--out", type=Path, default=Path("docs/reproduction"),
                         help="writes <out>.md and the figures in <out>/ (default docs/reproduction)")
     parser.add_argument("--reps", type=int, default=stats.REPS, help="bootstrap resamples")

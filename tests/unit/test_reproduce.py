@@ -40,7 +40,8 @@ rows = "".join(f"{{f}},{{900 + f / 50}}\\n" for f in range(250, budget + 1, 250)
 
 
 def dry_run(capsys, *args: str) -> str:
-    assert reproduce.main(["--dry-run", *args]) == 0
+    runs_dir = pathlib.Path(args[args.index("--runs-dir") + 1])  # the repo's kept evidence must not count here
+    assert reproduce.main(["--dry-run", "--evidence-dir", str(runs_dir / "evidence"), *args]) == 0
     return capsys.readouterr().out
 
 
@@ -144,7 +145,9 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     stale = make_run(root, 2, marker={"status": "running"}, frames=250)
     (stale / "events.out.tfevents.1").write_text("old")
     out_md = tmp_path / "docs" / "reproduction"
-    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum_950", "--report-out", str(out_md)]
+    evidence = tmp_path / "evidence"
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum_950", "--report-out", str(out_md),
+            "--evidence-dir", str(evidence)]
     assert reproduce.main(args) == 0
     calls = fake_python()
     assert [next(a for a in c if a.startswith("--model.seed=")) for c in calls] == [
@@ -167,12 +170,24 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     assert reproduce.main(args) == 0  # all done: nothing runs again
     assert len(fake_python()) == 4
 
+    # What the report read is kept below --evidence-dir (tracked), without checkpoints: the run folders can go
+    for seed in range(5):
+        kept = evidence / "reduced" / "mbpo_invertedpendulum" / f"seed_{seed}"
+        assert sorted(p.name for p in kept.iterdir()) == ["hparams.yaml", "metrics.csv", "reproduce.json"]
+    import shutil
+    shutil.rmtree(tmp_path / "runs")
+    assert reproduce.main(args) == 0  # a fresh clone: the runs are gone, the evidence makes the same report
+    assert out_md.with_suffix(".md").read_text() == md and len(fake_python()) == 4  # and nothing ran again
+
 
 def test_benchmark_variants_are_kept_as_json_with_their_commit(tmp_path, fake_python):
-    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "pwl_def41", "--report-out", str(tmp_path / "r")]
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "pwl_def41", "--report-out", str(tmp_path / "r"),
+            "--evidence-dir", str(tmp_path / "evidence")]
     assert reproduce.main(args) == 0
     saved = json.loads((tmp_path / "runs" / "reduced" / "pwl_def41" / "H=5.json").read_text())
     assert saved["benchmark"] == "pwl_def41" and saved["variant"] == "H=5" and saved["commit"] == "bbb"
     assert saved["command"] == "python -m lightning_mbrl.envs.piecewise_linear solve --method def41 --H 5"
     assert len(fake_python()) == 3  # H = 4, 5, 6: the theorem's H > 3
     assert reproduce.main(args) == 0 and len(fake_python()) == 3  # done: not run again
+    kept = json.loads((tmp_path / "evidence" / "reduced" / "pwl_def41" / "H=5.json").read_text())
+    assert kept == saved
