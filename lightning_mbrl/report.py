@@ -413,8 +413,10 @@ class FramesTo:
         missing = None
         if len(known) < self.seeds:
             unknown = [r for r in runs if self.per_run(r) is None]
+            where = [f"{r.name} at {r.state()}" for r in unknown]
+            where += [f"{self.seeds - len(runs)} not started"] if len(runs) < self.seeds else []
             missing = (f"{len(known)} of {self.seeds} seeds of {self.recipe} reached {self.threshold:,.0f} or ran "
-                       f"{self.budget:,} frames; " + ", ".join(f"{r.name} at {r.state()}" for r in unknown))
+                       f"{self.budget:,} frames; " + ", ".join(where))
         return ([r for r, _ in known], np.array([v[0] for _, v in known]), sum(v[1] for _, v in known), missing)
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:

@@ -10,12 +10,15 @@ updates), with each agent's tuned temperature; 1,000 warm-up steps, then 3,000 s
 The score of a seed is the mean of its evaluations after 3,000 steps. The statistical argument: the bar
 sits far from both ends (3x the random rate, 70% of the best), and every seed must clear it.
 
-Measured (seed rates after 3,000 steps): ER 0.264-0.287, simple 0.217-0.289, perfect 0.239-0.277. The latent
-agents are not in this test: at this budget the Gaussian latent agent was at 0.119-0.223 (learning, below
-the bar) and the categorical one at 0.059-0.065 (the random rate); in a 2-seed run the categorical agent
-reached 0.22-0.29 from 10,500 steps on (docs/generalization.md).
+Measured (seed rates after 3,000 steps): ER 0.264-0.287, simple 0.217-0.289, perfect 0.239-0.277. At this
+budget the Gaussian latent agent was at 0.119-0.223 (learning, below the bar) and the categorical one at
+0.059-0.065 (the random rate), so the latent agents have their own test with longer budgets: 8,000 steps
+(Gaussian) and 12,000 (categorical), same bar, each seed scored by the lower median of its last 8
+evaluations. Measured (the same seeded computation, run as a script on 2026-12-06): Gaussian 0.279, 0.278,
+0.283, 0.287; categorical 0.228, 0.282, 0.286, 0.275 (docs/generalization.md).
 
-About 5 minutes of one core: ``bash scripts/test.sh -m slow -n 0 -k dyna_dqn_online``.
+``bash scripts/test.sh -m slow -n 0 -k dyna_dqn_online``: about 5 minutes of one core for the first three
+agents, 10-15 for the Gaussian one and 35-55 for the categorical one.
 """
 
 import pytest
@@ -40,3 +43,28 @@ def test_online_agent_learns_panflute_4(agent):
           f"curve (seed mean) {[round(x, 3) for x in module.eval_curve.mean(1).tolist()]}")
     assert module.updates_done == STEPS - 1000
     assert bool((final >= BAR).all()), final.tolist()
+
+
+# The latent agents need more steps (docs/generalization.md): (steps, evaluations from this step on are scored).
+LATENT = {"gaussian": (8000, 6000), "categorical": (12000, 10000)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("agent", list(LATENT))
+def test_latent_agent_learns_panflute_4(agent):
+    """The same task and bar for the latent agents, with their longer budgets. Their greedy policy, once it has
+    learned, still falls back to about the random rate in some evaluations (the Gaussian agent's seeds in 3 of
+    8, 2 of 8, 0 and 0 of their last 8 in the measured run below), so a seed's score is the lower median of its
+    8 scored evaluations (the 4th smallest), not the mean: a seed passes when at least 5 of them reach the bar."""
+    steps, scored_from = LATENT[agent]
+    module = DynaDQN(env="gridworld/panflute-4", agent=agent, regime="high", seeds=SEEDS, steps=steps, lr=1e-3,
+                     eval_every=250).standalone()
+    for _ in range(steps):
+        module.step()
+    evals = torch.tensor(module.eval_curve_steps)
+    scored = module.eval_curve[evals > scored_from]
+    median = scored.median(0).values
+    print(f"\n{agent}: scored evaluations per seed {scored.T.tolist()}, median {[round(x, 3) for x in median.tolist()]}")
+    assert len(scored) == (steps - scored_from) // 250
+    assert bool((median >= BAR).all()), median.tolist()

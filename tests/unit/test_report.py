@@ -120,6 +120,8 @@ def test_missing_short_and_killed_runs_are_not_run(tmp_path):
         Claim("000", "short_ratio", "ratio", "3", FramesRatio(FramesTo("killed", 3.0, 300, seeds=2),
                                                               FramesTo("toy", 3.0, 300, seeds=2)),
               at_least(0.0, "0"), ("x",)),
+        Claim("000", "frames_too_few_seeds", "needs 3 seeds", "300",
+              FramesTo("toy", threshold=3.0, budget=300, seeds=3), at_most(300, "300"), ("x",)),
     ]
     md_path, rows = write([runs], tmp_path / "report", claims)
     md = md_path.read_text()
@@ -133,6 +135,7 @@ def test_missing_short_and_killed_runs_are_not_run(tmp_path):
     assert rows[2].verdict.startswith("not run (1 of 2 seeds of killed reached 3 or ran 300 frames")
     assert rows[3].verdict.startswith("not run (2 of 3 seeds of toy evaluated at 300 frames")
     assert rows[4].verdict.startswith("not run (1 of 2 seeds of killed")
+    assert rows[5].verdict == "not run (2 of 3 seeds of toy reached 3 or ran 300 frames; 1 not started)"
 
 
 def test_benchmark_results_are_the_runs_of_exact_claims(tmp_path):
