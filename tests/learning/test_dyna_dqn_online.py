@@ -14,8 +14,9 @@ Measured (seed rates after 3,000 steps): ER 0.264-0.287, simple 0.217-0.289, per
 budget the Gaussian latent agent was at 0.119-0.223 (learning, below the bar) and the categorical one at
 0.059-0.065 (the random rate), so the latent agents have their own test with longer budgets: 8,000 steps
 (Gaussian) and 12,000 (categorical), same bar, each seed scored by the lower median of its last 8
-evaluations. Measured (the same seeded computation, run as a script on 2026-12-06): Gaussian 0.279, 0.278,
-0.283, 0.287; categorical 0.228, 0.282, 0.286, 0.275 (docs/generalization.md).
+evaluations. Measured on 2026-12-06: Gaussian 0.279, 0.278, 0.285, 0.287 (this test, 12.5 min beside two
+other jobs); categorical 0.228, 0.282, 0.286, 0.275 (the same seeded computation run as a script, 55 min
+beside two other jobs; docs/generalization.md).
 
 ``bash scripts/test.sh -m slow -n 0 -k dyna_dqn_online``: about 5 minutes of one core for the first three
 agents, 10-15 for the Gaussian one and 35-55 for the categorical one.
