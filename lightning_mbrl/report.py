@@ -233,6 +233,11 @@ class Measure(Protocol):
     def measure(self, found: Found, reps: int, seed: int) -> Measured: ...
 
 
+def _not_yet(short: Sequence[Run], absent: int) -> str:
+    """Why seeds are missing: ``"seed_1 at 150 of 300 frames, 2 not started"``."""
+    return ", ".join([f"{r.name} at {r.state()}" for r in short] + ([f"{absent} not started"] if absent > 0 else []))
+
+
 def _last_at_or_before(curve: dict[int, float], frames: int) -> int | None:
     before = [f for f in curve if f <= frames]
     return max(before) if before else None
@@ -263,7 +268,7 @@ class _PerSeed:
                             groups=self.groups(complete, self.frames), unit=self.unit)
         short = [r for r in runs if r not in complete]
         why = (f"{len(complete)} of {self.seeds} seeds of {self.recipe} evaluated at {self.frames:,} frames; "
-               + ", ".join(f"{r.name} at {r.state()}" for r in short))
+               + _not_yet(short, self.seeds - len(runs)))
         reached = [self.last_evaluated(r) for r in runs]
         values = [] if None in reached else [self.value(r, min(reached)) for r in runs]
         if not values or None in values:
@@ -413,10 +418,8 @@ class FramesTo:
         missing = None
         if len(known) < self.seeds:
             unknown = [r for r in runs if self.per_run(r) is None]
-            where = [f"{r.name} at {r.state()}" for r in unknown]
-            where += [f"{self.seeds - len(runs)} not started"] if len(runs) < self.seeds else []
             missing = (f"{len(known)} of {self.seeds} seeds of {self.recipe} reached {self.threshold:,.0f} or ran "
-                       f"{self.budget:,} frames; " + ", ".join(where))
+                       f"{self.budget:,} frames; " + _not_yet(unknown, self.seeds - len(runs)))
         return ([r for r, _ in known], np.array([v[0] for _, v in known]), sum(v[1] for _, v in known), missing)
 
     def measure(self, found: Found, reps: int, seed: int) -> Measured:

@@ -133,7 +133,7 @@ def test_missing_short_and_killed_runs_are_not_run(tmp_path):
                                "seed_1 at 150 of 300 frames)")
     assert cells(row_of(md, "killed_return"))[2:4] == ["1.50 [1.00, 2.00] at 100 frames", "2 (short)"]
     assert rows[2].verdict.startswith("not run (1 of 2 seeds of killed reached 3 or ran 300 frames")
-    assert rows[3].verdict.startswith("not run (2 of 3 seeds of toy evaluated at 300 frames")
+    assert rows[3].verdict == "not run (2 of 3 seeds of toy evaluated at 300 frames; 1 not started)"
     assert rows[4].verdict.startswith("not run (1 of 2 seeds of killed")
     assert rows[5].verdict == "not run (2 of 3 seeds of toy reached 3 or ran 300 frames; 1 not started)"
 
