@@ -18,7 +18,7 @@ of every start, status) and ``reproduce.log`` (the run's output) to it. A benchm
 
 Evidence: after each run (done, failed or interrupted) the runner copies what the report reads of it, a
 seed's ``metrics.csv``, ``hparams.yaml`` and ``reproduce.json`` or a variant's JSON, to the same place below
-``--evidence-dir`` (default ``benchmarks/results/reproduce/<scale>/``, tracked by git; a few hundred kB per
+``--evidence-dir`` (default ``benchmarks/results/reproduce/<scale>/``, tracked by git; 10-30 kB per
 run). The run folders (checkpoints, replay buffers, videos) stay in the ignored ``runs/``; the report reads the
 evidence, so a fresh clone writes the same report (``python -m benchmarks.reproduce`` with every run done runs
 nothing and writes it).

@@ -5,6 +5,7 @@ made by a stand-in interpreter that writes what a finished run leaves behind."""
 
 import json
 import pathlib
+import shutil
 import stat
 import sys
 
@@ -174,7 +175,6 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     for seed in range(5):
         kept = evidence / "reduced" / "mbpo_invertedpendulum" / f"seed_{seed}"
         assert sorted(p.name for p in kept.iterdir()) == ["hparams.yaml", "metrics.csv", "reproduce.json"]
-    import shutil
     shutil.rmtree(tmp_path / "runs")
     assert reproduce.main(args) == 0  # a fresh clone: the runs are gone, the evidence makes the same report
     assert out_md.with_suffix(".md").read_text() == md and len(fake_python()) == 4  # and nothing ran again
