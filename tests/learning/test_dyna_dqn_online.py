@@ -30,14 +30,20 @@ from lightning_mbrl.algos.dyna_dqn import DynaDQN
 STEPS, SEEDS, BAR = 4000, 4, 0.2
 
 
+def trained(agent: str, steps: int) -> DynaDQN:
+    """``SEEDS`` seeds of ``agent`` on PanFlute-4, high data, step size 1e-3, trained for ``steps`` env steps."""
+    module = DynaDQN(env="gridworld/panflute-4", agent=agent, regime="high", seeds=SEEDS, steps=steps, lr=1e-3,
+                     eval_every=250).standalone()
+    for _ in range(steps):
+        module.step()
+    return module
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("agent", ["er", "simple", "perfect"])
 def test_online_agent_learns_panflute_4(agent):
-    module = DynaDQN(env="gridworld/panflute-4", agent=agent, regime="high", seeds=SEEDS, steps=STEPS, lr=1e-3,
-                     eval_every=250).standalone()
-    for _ in range(STEPS):
-        module.step()
+    module = trained(agent, STEPS)
     evals = torch.tensor(module.eval_curve_steps)
     final = module.eval_curve[evals > 3000].mean(0)
     print(f"\n{agent}: final reward rate per seed {[round(x, 3) for x in final.tolist()]}, "
@@ -59,10 +65,7 @@ def test_latent_agent_learns_panflute_4(agent):
     8, 2 of 8, 0 and 0 of their last 8 in the measured run below), so a seed's score is the lower median of its
     8 scored evaluations (the 4th smallest), not the mean: a seed passes when at least 5 of them reach the bar."""
     steps, scored_from = LATENT[agent]
-    module = DynaDQN(env="gridworld/panflute-4", agent=agent, regime="high", seeds=SEEDS, steps=steps, lr=1e-3,
-                     eval_every=250).standalone()
-    for _ in range(steps):
-        module.step()
+    module = trained(agent, steps)
     evals = torch.tensor(module.eval_curve_steps)
     scored = module.eval_curve[evals > scored_from]
     median = scored.median(0).values
