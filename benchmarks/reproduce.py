@@ -305,6 +305,15 @@ def keep_evidence(unit: Unit) -> Path | None:
     return target
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (the report prints its sources in its
+    first line, which must not name this machine's checkout)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="reduced",
@@ -362,7 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for unit in units:  # also the runs made before (or by an interrupted runner)
         keep_evidence(unit)
     evidence.mkdir(parents=True, exist_ok=True)
-    report.main([str(evidence.parent), *map(str, sorted(report.RESULTS.glob("*.json"))), "--out", str(args.report_out)])
+    sources = [evidence.parent, *sorted(report.RESULTS.glob("*.json"))]
+    report.main([*map(_shown, sources), "--out", str(args.report_out)])
     if failed:
         print(f"error: {len(failed)} runs failed: {', '.join(failed)} (run again to resume them)", file=sys.stderr)
         return 1

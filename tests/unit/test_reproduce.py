@@ -139,7 +139,8 @@ def fake_python(tmp_path, monkeypatch):
     return lambda: [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
 
 
-def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fake_python):
+def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fake_python, monkeypatch):
+    monkeypatch.chdir(reproduce.REPO)  # as the README runs it
     root = tmp_path / "runs" / "reduced"
     make_run(root, 0, marker={"status": "done", "commits": ["aaa"]}, frames=5000, checkpoint=True)
     killed = make_run(root, 1, marker={"status": "failed", "commits": ["aaa"]}, frames=2000, checkpoint=True)
@@ -167,6 +168,10 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     # middle 3: 2,500. Upper end: resamples with 3 or more 5,000s (5.8%) have IQM >= 4,167, with 4 or more (0.7%) 5,000
     assert "| 2,500 [2,500, 4,167] frames (1 of 5 seeds never reached it: >= 5,000) | 5 |" in line
     assert "| agree |" in line and "aaa, bbb" in line
+    # its sources are named as a user in the checkout types them, not by this machine's paths
+    (made_by,) = [line for line in md.splitlines() if line.startswith("Made by")]
+    assert f"python -m lightning_mbrl.report {evidence} benchmarks/results/" in made_by
+    assert f"{reproduce.REPO}/benchmarks" not in made_by
 
     assert reproduce.main(args) == 0  # all done: nothing runs again
     assert len(fake_python()) == 4
