@@ -46,11 +46,14 @@ the learning tests):
 | sac_pendulum_boots | 3 seeds x 8k frames, SAC 16 x 16, BOOTS every 2k (the learning test) | 5 seeds |
 | mbpo_invertedpendulum, sac_invertedpendulum | 5 seeds x 5k (MBPO) and 15k (SAC) frames, eval every 250 (~1 h) | same |
 | dqn_pwl | 3 seeds x 30k frames, BOOTS k = 3, 200 eval episodes (the learning test) | 5 x 50k, k = 0..4 (recipe) |
+| maac_invertedpendulum | 3 seeds x 3k frames, MPC at 3k (the learning test; ~1.5 h) | same |
+| maac_halfcheetah | 1 seed x 15k frames, eval every 1k (~4 h on one core) | 4 seeds x 205k, MPC every 50k |
 | mbpo_hopper | 3 seeds x 15k frames (~1.7 h) | 5 seeds x 125k |
 | mbpo_halfcheetah | 3 seeds x 10k frames (~1.6 h) | 5 seeds x 400k |
 | mbsac_humanoid | 2 seeds x 50k frames, BOOTS k = 4 at 50k (~2 h) | 5 seeds x 400k, BOOTS every 10k x 10 episodes |
 
-The reduced scale takes about 7 hours on 2 cores; ``--dry-run`` prints the estimates per job. The paper
+The jobs in the table take about 12 hours on 2 cores at the reduced scale (the OMD CartPole and paper-001 jobs
+several more); ``--dry-run`` prints the estimates per job. The paper
 scale is for GPUs (the report's last section estimates it).
 """
 
