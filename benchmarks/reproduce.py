@@ -25,7 +25,9 @@ nothing and writes it).
 
 Resumable, by the run folders alone:
 
-- ``done``: ``reproduce.json`` says the run exited 0 (a benchmark: its JSON file is complete): skipped;
+- ``done``: ``reproduce.json`` says the run exited 0 (a benchmark: its JSON file is complete), or its evidence
+  is kept, or (a benchmark variant) the committed ``benchmarks/results`` file it made outside the runner
+  exists (``Job.committed``; the dry run names it): skipped;
 - ``partial``: not done, with ``checkpoints/last.ckpt``: a killed (or failed) run, continued exactly where its
   last checkpoint stopped with the same command plus ``--ckpt_path <run>/checkpoints/last.ckpt`` (README,
   "Checkpoints and resuming": weights, buffers, env and RNG states come back, ``metrics.csv`` continues);
@@ -104,12 +106,20 @@ class Unit:
         """This unit's copy below ``evidence_root``."""
         return None if self.evidence_root is None else self.evidence_root / self.path.relative_to(self.root)
 
+    @property
+    def committed(self) -> Path | None:
+        """The committed ``benchmarks/results`` file this benchmark variant made outside the runner, if any."""
+        return self.job.committed_result(self.scale, self.name) if self.job.is_benchmark else None
+
     def _done_elsewhere(self) -> bool:
-        """No run folder here, but the evidence of a finished run is kept (a fresh clone): nothing to run."""
-        if self.path.exists() or self.kept is None:
+        """No run folder here, but the evidence of a finished run is kept (a fresh clone), or a benchmark
+        variant's result is committed (``Job.committed``): nothing to run."""
+        if self.path.exists():
             return False
         if self.job.is_benchmark:
-            return report.read_result(self.kept) is not None
+            return any(p is not None and report.read_result(p) is not None for p in (self.kept, self.committed))
+        if self.kept is None:
+            return False
         try:
             return json.loads((self.kept / MARKER).read_text()).get("status") == "done"
         except (OSError, json.JSONDecodeError):
@@ -168,7 +178,8 @@ class Unit:
     def line(self, status: str | None = None) -> str:
         status = status or self.status()
         if self.job.is_benchmark:
-            return f"  {status:<8} {self.label}"
+            made_elsewhere = status == "done" and not self.path.exists() and not (self.kept and self.kept.is_file())
+            return f"  {status:<8} {self.label}" + (f"  (committed: {_shown(self.committed)})" if made_elsewhere else "")
         return f"  {status:<8} {self.label:<36} {self.frames():>9,} / {self.budget:,} frames"
 
 

@@ -1115,10 +1115,18 @@ class Job:
     variants: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     cost: dict[str, Cost] = field(default_factory=dict)
     checkpoint_every: int = 0  # frames between checkpoints of the runner's runs (0: the recipe's default)
+    # per scale, variants whose result is committed in benchmarks/results (file name): made by the variant's
+    # command outside the runner, it is what the report reads, so the runner counts the variant as done
+    committed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def is_benchmark(self) -> bool:
         return bool(self.variants)
+
+    def committed_result(self, scale: str, unit: str) -> Path | None:
+        """The committed ``benchmarks/results`` file that variant ``unit`` at ``scale`` made, if any."""
+        name = self.committed.get(scale, {}).get(unit)
+        return None if name is None else RESULTS / name
 
     def units(self, scale: str) -> list[str]:
         """The runs of this job at ``scale``: ``seed_N`` folders or variant names."""
@@ -1164,22 +1172,31 @@ _PIECE_STATS = {m: ("stats", "--method", m, "--n", "1000", "--horizon", "10", "-
 JOBS: tuple[Job, ...] = (
     Job("pwl_def41", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _DEF41, "paper": _DEF41}),
     Job("pwl_stats", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _PIECE_STATS, "paper": _PIECE_STATS}),
+    # docs/generalization.md: All- and No-Evaluation at 2,000 Q updates, Path-to-Goal and Single-Cell at 5,000
     Job("generalization_3x3", "benchmarks.generalization_3x3", {"reduced": (), "paper": ()},
-        variants={"reduced": {"seeds10": ("--seeds", "10", "--updates", "2000", "--timing_updates", "0", "--stdout")},
-                  "paper": {"seeds30": ("--seeds", "30", "--updates", "2000", "--timing_updates", "0", "--stdout")}}),
+        variants={"reduced": {
+            "seeds10_2000": ("--seeds", "10", "--updates", "2000", "--only", "all_evaluation", "no_evaluation",
+                             "--timing_updates", "0", "--stdout"),
+            "seeds10_5000": ("--seeds", "10", "--updates", "5000", "--only", "path_to_goal", "single_cell",
+                             "--timing_updates", "0", "--stdout")},
+                  "paper": {"seeds30": ("--seeds", "30", "--updates", "1000000", "--timing_updates", "0", "--stdout")}},
+        committed={"reduced": {"seeds10_2000": "generalization_3x3.json", "seeds10_5000": "generalization_3x3.json"}}),
     Job("maac_gradient_error", "benchmarks.maac_gradient_error", {"reduced": (), "paper": ()},
-        variants={"reduced": {"seeds5": ("--seeds", "5", "--stdout")}, "paper": {"seeds5": ("--seeds", "5", "--stdout")}}),
+        variants={"reduced": {"seeds5": ("--seeds", "5", "--stdout")}, "paper": {"seeds5": ("--seeds", "5", "--stdout")}},
+        committed={s: {"seeds5": "maac_gradient_error.json"} for s in SCALES}),
     Job("generalization_online", "benchmarks.generalization_online", {"reduced": ()},
         variants={"reduced": {
             "panflute6_high": ("--envs", "gridworld/panflute-6", "--agents", "er", "simple", "perfect", "gaussian",
                                "--regime", "high", "--steps", "10000", "--seeds", "5", "--stdout"),
             "procmaze3_low": ("--envs", "gridworld/procmaze-3", "--agents", "er", "simple", "perfect", "--regime",
-                              "low", "--steps", "1500", "--learning_starts", "500", "--seeds", "5", "--stdout")}}),
+                              "low", "--steps", "1500", "--learning_starts", "500", "--seeds", "5", "--stdout")}},
+        committed={"reduced": {v: "generalization_online.json" for v in ("panflute6_high", "procmaze3_low")}}),
     Job("panflute_frozen_model", "benchmarks.panflute_frozen_model", {"reduced": ()},
-        variants={"reduced": {"pipes5": ("--stdout",)}}),
+        variants={"reduced": {"pipes5": ("--stdout",)}}, committed={"reduced": {"pipes5": "panflute_frozen_model.json"}}),
     Job("panflute_smoothing", "benchmarks.panflute_smoothing", {"reduced": (), "paper": ()},
         variants={"reduced": {"seeds10": ("--seeds", "10", "--stdout")},
-                  "paper": {"seeds30": ("--seeds", "30", "--stdout")}}),
+                  "paper": {"seeds30": ("--seeds", "30", "--stdout")}},
+        committed={"reduced": {"seeds10": "panflute_smoothing.json"}}),
     Job("sac_pendulum_boots", "recipes.sac_pendulum", {"reduced": _BOOTS_PENDULUM, "paper": _BOOTS_PENDULUM},
         seeds={"reduced": 3, "paper": 5}, frames={"reduced": 8_000, "paper": 8_000}, checkpoint_every=2_000),
     # tests/learning/test_mbpo_invertedpendulum.py's protocol; SAC is the plain SAC there (sac_pendulum's YAML
@@ -1227,7 +1244,8 @@ JOBS: tuple[Job, ...] = (
           cost={s: Cost("cartpole_loop", 1, 1_000, loop=agent) for s in SCALES})
       for q_lr, suffix in (("3e-4", ""), ("1e-3", "_qlr1e-3")) for agent in ("omd", "mle")),
     Job("omd_tabular", "benchmarks.omd_tabular", {"reduced": (), "paper": ()},
-        variants={"reduced": {"seeds10": ("--stdout",)}, "paper": {"seeds10": ("--stdout",)}}),
+        variants={"reduced": {"seeds10": ("--stdout",)}, "paper": {"seeds10": ("--stdout",)}},
+        committed={s: {"seeds10": "omd_tabular.json"} for s in SCALES}),
 )
 JOBS_BY_NAME = {job.name: job for job in JOBS}
 

@@ -196,3 +196,27 @@ def test_benchmark_variants_are_kept_as_json_with_their_commit(tmp_path, fake_py
     assert reproduce.main(args) == 0 and len(fake_python()) == 3  # done: not run again
     kept = json.loads((tmp_path / "evidence" / "reduced" / "pwl_def41" / "H=5.json").read_text())
     assert kept == saved
+
+
+def test_a_committed_benchmark_result_counts_as_done(tmp_path, capsys, fake_python, monkeypatch):
+    """A benchmark variant whose result was made outside the runner and committed (``Job.committed``) is what the
+    report reads: a fresh clone's runner does not make it again."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(report, "RESULTS", results)
+    only = ["--runs-dir", str(tmp_path / "runs"), "--only", "maac_gradient_error"]
+    assert "pending maac_gradient_error/seeds5" in squeezed(dry_run(capsys, *only))
+    (results / "maac_gradient_error.json").write_text(json.dumps({"benchmark": "maac_gradient_error", "seeds": 5}))
+    assert (f"done maac_gradient_error/seeds5 (committed: {results}/maac_gradient_error.json)"
+            in squeezed(dry_run(capsys, *only)))
+    args = [*only, "--report-out", str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")]
+    assert reproduce.main(args) == 0 and fake_python() == []  # nothing ran
+    (results / "maac_gradient_error.json").write_text("{}")  # not a benchmark result: does not count
+    assert "pending maac_gradient_error/seeds5" in squeezed(dry_run(capsys, *only))
+    # the committed files the jobs name exist, and are results of their benchmark
+    for job in report.JOBS:
+        for scale, variants in job.committed.items():
+            assert set(variants) <= set(job.variants[scale])
+            for name in variants.values():
+                result = report.read_result(reproduce.REPO / "benchmarks" / "results" / name)
+                assert result is not None and result.benchmark == job.name, name
