@@ -67,8 +67,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +330,26 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The runner. ``SIGTERM`` and ``SIGINT`` stop it as Ctrl-C does, also when it was started in the background
+    (where ``SIGINT`` is ignored): the running run is terminated and marked ``interrupted``, its evidence kept,
+    and the same command continues it. (Killed any other way, the runner would leave its run training alone,
+    and a second runner would start another one into the same folder.)"""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=SCALES, default="reduced",
                         help="reduced: budgets for a 2-core CPU; paper: the papers' budgets")

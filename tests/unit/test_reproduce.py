@@ -4,10 +4,14 @@ killed run without one is started again, a folder it did not make is refused. No
 made by a stand-in interpreter that writes what a finished run leaves behind."""
 
 import json
+import os
 import pathlib
 import shutil
+import signal
 import stat
 import sys
+import threading
+import time
 
 import pytest
 
@@ -220,3 +224,50 @@ def test_a_committed_benchmark_result_counts_as_done(tmp_path, capsys, fake_pyth
             for name in variants.values():
                 result = report.read_result(reproduce.REPO / "benchmarks" / "results" / name)
                 assert result is not None and result.benchmark == job.name, name
+
+
+SLEEPY_PYTHON = """#!{python}
+import os, pathlib, sys, time
+opt = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+run = pathlib.Path(opt["trainer.default_root_dir"]) / opt["trainer.logger.init_args.version"]
+(run / "metrics.csv").write_text("step,eval/return\\n250,900\\n")
+(run / "pid").write_text(str(os.getpid()))
+time.sleep(20)
+"""
+
+
+def test_sigterm_stops_the_running_run_and_marks_it_interrupted(tmp_path, monkeypatch, capsys):
+    """``kill <runner>`` (SIGTERM; a background runner ignores SIGINT) must not leave its run training on: the
+    runner terminates it, marks it interrupted and keeps its evidence; its signal handlers are restored after."""
+    script = tmp_path / "sleepy_python"
+    script.write_text(SLEEPY_PYTHON.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(reproduce, "PYTHON", str(script))
+    monkeypatch.setattr(report, "git_commit", lambda root=None: "bbb")
+    run = tmp_path / "runs" / "reduced" / "mbpo_invertedpendulum" / "seed_0"
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 30
+        while not (run / "pid").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def outside_the_runner(signum, frame) -> None:  # pytest's own, were the runner not to handle it
+        raise AssertionError("SIGTERM reached past the runner")
+
+    before = signal.signal(signal.SIGTERM, outside_the_runner)
+    try:
+        threading.Thread(target=kill_when_started, daemon=True).start()
+        started = time.monotonic()
+        code = reproduce.main(["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum",
+                               "--report-out", str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")])
+        assert signal.getsignal(signal.SIGTERM) is outside_the_runner  # restored
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 130 and time.monotonic() - started < 15  # not the child's 20 s
+    assert "interrupted: mbpo_invertedpendulum/seed_0 stopped" in capsys.readouterr().err
+    child = int((run / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # terminated and reaped
+    assert json.loads((run / "reproduce.json").read_text())["status"] == "interrupted"
+    assert (tmp_path / "evidence" / "reduced" / "mbpo_invertedpendulum" / "seed_0" / "metrics.csv").is_file()
