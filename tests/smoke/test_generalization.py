@@ -93,9 +93,11 @@ def test_seed_scaling_benchmark_runs(tmp_path):
     from benchmarks import seed_scaling
 
     out = tmp_path / "s.json"
-    seed_scaling.main(["--seeds", "2", "--agents", "er", "--steps", "1", "--repeats", "1", "--out", str(out)])
-    (row,) = json.loads(out.read_text())["rows"]
-    assert row["agent"] == "er" and row["seeds"] == 2 and row["ratio"] > 0
+    seed_scaling.main(["--seeds", "2", "--agents", "er", "--steps", "1", "--repeats", "1", "--out", str(out),
+                       "--precision", "32-true", "bf16-mixed"])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["agent"], r["precision"], r["seeds"]) for r in rows] == [("er", "32-true", 2), ("er", "bf16-mixed", 2)]
+    assert all(r["ratio"] > 0 for r in rows)
 
 
 def _seeded_run(cwd: pathlib.Path, agent: str, *extra: str) -> subprocess.CompletedProcess:
