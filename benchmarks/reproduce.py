@@ -35,9 +35,10 @@ Resumable, by the run folders alone:
 - ``pending``: no run folder yet, or one of this runner killed before its first checkpoint (removed and
   started again). A folder there that this runner did not make is an error naming it (nothing is deleted).
 
-Run one runner at a time per ``--runs-dir``. Progress: one line per run (``done`` / ``running`` /
-``pending`` / ``partial`` / ``failed``, frames logged of the budget) at the start and after each run, and a
-line for the running run every ``--refresh`` seconds.
+Several runners may share a ``--runs-dir`` (one per core, say, with the same or different ``--only``): each
+unit is locked while it runs, and a runner skips the units another one is running. Progress: one line per
+run (``done`` / ``running`` / ``pending`` / ``partial`` / ``failed``, frames logged of the budget) at the
+start and after each run, and a line for the running run every ``--refresh`` seconds.
 
 Budgets (``lightning_mbrl.report.JOBS``; times are estimates for 2 CPU cores, from benchmarks/results and
 the learning tests):
@@ -62,6 +63,7 @@ scale is for GPUs (the report's last section estimates it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -75,6 +77,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+try:
+    import fcntl
+except ImportError:  # Windows: no run locks
+    fcntl = None
 
 from lightning_mbrl import report
 from lightning_mbrl.report import CLAIMS, JOBS, JOBS_BY_NAME, MARKER, SCALES, Job
@@ -128,6 +135,22 @@ class Unit:
             return False
 
     @property
+    def lock(self) -> Path:
+        """Held by the runner running this unit (next to its run folder, which a restart may remove)."""
+        return self.root / self.job.name / f".{self.name}.lock"
+
+    def busy(self) -> bool:
+        """Another runner is running this unit now (it holds :attr:`lock`)."""
+        if fcntl is None or not self.lock.is_file():
+            return False
+        with open(self.lock) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
+    @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoints" / "last.ckpt"
 
@@ -178,11 +201,35 @@ class Unit:
         return f"{shown} > {self.path}" if self.job.is_benchmark else shown
 
     def line(self, status: str | None = None) -> str:
+        """One progress line; ``status`` ``busy``: another runner is running it."""
+        if status == "busy":
+            return f"  running  {self.label}  (in another runner)"
         status = status or self.status()
         if self.job.is_benchmark:
             made_elsewhere = status == "done" and not self.path.exists() and not (self.kept and self.kept.is_file())
             return f"  {status:<8} {self.label}" + (f"  (committed: {_shown(self.committed)})" if made_elsewhere else "")
         return f"  {status:<8} {self.label:<36} {self.frames():>9,} / {self.budget:,} frames"
+
+
+class Busy(Exception):
+    """Another runner holds the unit's lock."""
+
+
+@contextlib.contextmanager
+def claimed(unit: Unit):
+    """Hold ``unit``'s lock while it runs (released when the runner exits, however it exits), or raise
+    :class:`Busy`: two runners on one ``--runs-dir`` share the work instead of running (or removing, as
+    ``stale``) the same run."""
+    if fcntl is None:
+        yield
+        return
+    unit.lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(unit.lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(unit.label) from None
+        yield
 
 
 def select_jobs(names: Sequence[str] | None) -> list[Job]:
@@ -208,7 +255,7 @@ def plan(jobs: Sequence[Job], scale: str, root: Path, evidence_root: Path | None
 
 
 def progress(units: Sequence[Unit], root: Path, scale: str) -> str:
-    states = [u.status() for u in units]
+    states = ["busy" if u.busy() else u.status() for u in units]
     head = f"{scale} scale, runs in {root} ({states.count('done')} of {len(units)} done)"
     return "\n".join([head, *(u.line(s) for u, s in zip(units, states))])
 
@@ -386,13 +433,18 @@ def _main(argv: Sequence[str] | None) -> int:
         print("\n".join(["estimated cost:", *estimates(jobs, args.scale)]))
         return 0
     commit = report.git_commit()
-    failed = []
+    failed, elsewhere = [], []
     for unit in units:
         if unit.status() == "done":
             continue
-        print(unit.line("running"), flush=True)
         try:
-            ok = run_benchmark(unit, commit) if unit.job.is_benchmark else run_seed(unit, commit, args.refresh)
+            with claimed(unit):
+                print(unit.line("running"), flush=True)
+                ok = run_benchmark(unit, commit) if unit.job.is_benchmark else run_seed(unit, commit, args.refresh)
+        except Busy:
+            print(f"  running  {unit.label}  (in another runner: skipped)", flush=True)
+            elsewhere.append(unit.label)
+            continue
         except FileExistsError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -408,6 +460,9 @@ def _main(argv: Sequence[str] | None) -> int:
     evidence.mkdir(parents=True, exist_ok=True)
     sources = [evidence.parent, *sorted(report.RESULTS.glob("*.json"))]
     report.main([*map(_shown, sources), "--out", str(args.report_out)])
+    if elsewhere:
+        print(f"note: {len(elsewhere)} runs were running in another runner: {', '.join(elsewhere)} (the report "
+              "shows them as far as they got; run again when they finish)")
     if failed:
         print(f"error: {len(failed)} runs failed: {', '.join(failed)} (run again to resume them)", file=sys.stderr)
         return 1

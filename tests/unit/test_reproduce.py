@@ -271,3 +271,31 @@ def test_sigterm_stops_the_running_run_and_marks_it_interrupted(tmp_path, monkey
         os.kill(child, 0)  # terminated and reaped
     assert json.loads((run / "reproduce.json").read_text())["status"] == "interrupted"
     assert (tmp_path / "evidence" / "reduced" / "mbpo_invertedpendulum" / "seed_0" / "metrics.csv").is_file()
+
+
+@pytest.mark.skipif(reproduce.fcntl is None, reason="no run locks without fcntl")
+def test_a_unit_another_runner_holds_is_skipped_not_removed(tmp_path, capsys, fake_python):
+    """Two runners on one --runs-dir: the unit one of them is running (its lock held) is neither run nor, though
+    it looks ``stale`` (no checkpoint yet), removed by the other; once released, it runs."""
+    root = tmp_path / "runs" / "reduced"
+    other = make_run(root, 2, marker={"status": "running"}, frames=250)
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum", "--report-out",
+            str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")]
+    (unit,) = [u for u in reproduce.plan([report.JOBS_BY_NAME["mbpo_invertedpendulum"]], "reduced", root)
+               if u.name == "seed_2"]
+    with reproduce.claimed(unit):  # the other runner
+        assert "running mbpo_invertedpendulum/seed_2 (in another runner)" in squeezed(dry_run(capsys, *args[:4]))
+        assert reproduce.main(args) == 0
+        assert (other / "metrics.csv").read_text().startswith("eval/return,step\n")  # untouched
+        out = capsys.readouterr().out
+        assert "running mbpo_invertedpendulum/seed_2 (in another runner: skipped)" in squeezed(out)
+        assert "note: 1 runs were running in another runner: mbpo_invertedpendulum/seed_2" in out
+        with pytest.raises(reproduce.Busy):
+            with reproduce.claimed(unit):
+                pass
+    def seeds() -> list[str]:
+        return [next(a for a in c if a.startswith("--model.seed=")) for c in fake_python()]
+
+    assert seeds() == [f"--model.seed={s}" for s in (0, 1, 3, 4)]
+    assert reproduce.main(args) == 0  # released: now it runs (stale: started again)
+    assert seeds()[4:] == ["--model.seed=2"]
