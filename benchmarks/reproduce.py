@@ -439,6 +439,8 @@ def _main(argv: Sequence[str] | None) -> int:
             continue
         try:
             with claimed(unit):
+                if unit.status() == "done":  # another runner finished it since the check above
+                    continue
                 print(unit.line("running"), flush=True)
                 ok = run_benchmark(unit, commit) if unit.job.is_benchmark else run_seed(unit, commit, args.refresh)
         except Busy:

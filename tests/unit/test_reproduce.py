@@ -3,6 +3,7 @@ fake run folders: a done run is skipped, a killed run with a checkpoint is conti
 killed run without one is started again, a folder it did not make is refused. No training: the runs are
 made by a stand-in interpreter that writes what a finished run leaves behind."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -299,3 +300,22 @@ def test_a_unit_another_runner_holds_is_skipped_not_removed(tmp_path, capsys, fa
     assert seeds() == [f"--model.seed={s}" for s in (0, 1, 3, 4)]
     assert reproduce.main(args) == 0  # released: now it runs (stale: started again)
     assert seeds()[4:] == ["--model.seed=2"]
+
+
+def test_a_unit_finished_by_another_runner_before_the_lock_is_not_run_again(tmp_path, fake_python, monkeypatch):
+    """The status is read before the lock is taken: a run another runner finished in between is not started again."""
+    root = tmp_path / "runs" / "reduced"
+    claimed = reproduce.claimed
+
+    @contextlib.contextmanager
+    def finished_meanwhile(unit):
+        if unit.name == "seed_1":  # the other runner's run ends just before this one takes the lock
+            make_run(root, 1, marker={"status": "done", "commits": ["aaa"]}, frames=5000, checkpoint=True)
+        with claimed(unit):
+            yield
+
+    monkeypatch.setattr(reproduce, "claimed", finished_meanwhile)
+    assert reproduce.main(["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum", "--report-out",
+                           str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")]) == 0
+    assert [next(a for a in c if a.startswith("--model.seed=")) for c in fake_python()] == [
+        f"--model.seed={s}" for s in (0, 2, 3, 4)]
