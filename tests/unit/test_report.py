@@ -252,6 +252,15 @@ def test_paper_001_predictions_and_model_accuracy(tmp_path):
     # mean of 1, 1, 0.98, 0.98; with 4 seeds the interval's lower end is above 0.95 (the rule judges it)
     assert rows[3].measured.estimate.value == pytest.approx(0.99) and rows[3].measured.estimate.low >= 0.98
     assert cells(row_of(md_path.read_text(), "ptg"))[7] == "feed123"
+    # a later result with more seeds decides both rows, and its commit is the one shown
+    more = [{**_grid_run("path_to_goal", agent, agent != "er", agent != "er", 0.6, acc), "seeds": 6}
+            for agent, acc in (("er", None), ("model-1", [1.0] * 6), ("model-10", [1.0] * 6))]
+    (folder / "seeds6.json").write_text(json.dumps({"benchmark": "generalization_3x3", "variant": "seeds6",
+                                                    "commit": "beef456", "runs": more}))
+    md_path, rows = write([tmp_path / "runs"], tmp_path / "report", claims)
+    assert rows[0].measured.seeds == "6 x 3 agents (2,000 updates)" and rows[3].measured.seeds == "6"
+    assert rows[3].measured.estimate.value == 1.0
+    assert cells(row_of(md_path.read_text(), "ptg"))[7] == cells(row_of(md_path.read_text(), "acc"))[7] == "beef456"
 
 
 def test_paper_001_smoothing_rise_and_online_gap(tmp_path):
