@@ -333,12 +333,16 @@ def run_seed(unit: Unit, commit: str | None, refresh: float, clock: Callable[[],
             marker.update(status="interrupted", returncode=proc.returncode)
             _write_json(unit.path / MARKER, marker)
             raise
-    marker.update(status="done" if proc.returncode == 0 else "failed", returncode=proc.returncode,
-                  finished=datetime.datetime.now().isoformat(timespec="seconds"))
+    # exit 0 short of the budget: stopped by a signal the recipe handles (Lightning exits cleanly on SIGTERM)
+    reached = report.last_frame(unit.path)
+    status = "failed" if proc.returncode != 0 else "stopped" if reached < unit.budget else "done"
+    marker.update(status=status, returncode=proc.returncode, finished=datetime.datetime.now().isoformat(timespec="seconds"))
     _write_json(unit.path / MARKER, marker)
-    if proc.returncode != 0:
+    if status == "failed":
         print(f"  failed   {unit.label}: exit {proc.returncode} (see {unit.path / 'reproduce.log'})", flush=True)
-    return proc.returncode == 0
+    elif status == "stopped":
+        print(f"  stopped  {unit.label}: exited at {reached:,} of {unit.budget:,} frames", flush=True)
+    return status == "done"
 
 
 EVIDENCE_FILES = ("metrics.csv", "hparams.yaml", MARKER)  # what the report reads of a run folder
@@ -466,7 +470,8 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"note: {len(elsewhere)} runs were running in another runner: {', '.join(elsewhere)} (the report "
               "shows them as far as they got; run again when they finish)")
     if failed:
-        print(f"error: {len(failed)} runs failed: {', '.join(failed)} (run again to resume them)", file=sys.stderr)
+        print(f"error: {len(failed)} runs failed or stopped short: {', '.join(failed)} (run again to resume them)",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -319,3 +319,23 @@ def test_a_unit_finished_by_another_runner_before_the_lock_is_not_run_again(tmp_
                            str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")]) == 0
     assert [next(a for a in c if a.startswith("--model.seed=")) for c in fake_python()] == [
         f"--model.seed={s}" for s in (0, 2, 3, 4)]
+
+
+def test_a_run_that_exits_0_short_of_its_budget_is_stopped_not_done(tmp_path, capsys, fake_python, monkeypatch):
+    """Lightning exits 0 on SIGTERM: a run that ends cleanly before its budget (here the stand-in logs 2,500 of
+    5,000 frames) is ``stopped`` and continued from its checkpoint next time, never ``done``."""
+    short = tmp_path / "short_python"
+    short.write_text(FAKE_PYTHON.format(python=sys.executable, calls=str(tmp_path / "calls.jsonl"))
+                     .replace('budget = int(opt["model.max_frames"])', 'budget = int(opt["model.max_frames"]) // 2'))
+    short.chmod(short.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(reproduce, "PYTHON", str(short))
+    args = ["--runs-dir", str(tmp_path / "runs"), "--only", "mbpo_invertedpendulum", "--report-out",
+            str(tmp_path / "r"), "--evidence-dir", str(tmp_path / "evidence")]
+    assert reproduce.main(args) == 1
+    run = tmp_path / "runs" / "reduced" / "mbpo_invertedpendulum" / "seed_0"
+    assert json.loads((run / "reproduce.json").read_text())["status"] == "stopped"
+    assert "stopped mbpo_invertedpendulum/seed_0: exited at 2,500 of 5,000 frames" in squeezed(capsys.readouterr().out)
+    monkeypatch.setattr(reproduce, "PYTHON", str(tmp_path / "fake_python"))  # the full run
+    assert reproduce.main(args) == 0
+    second = fake_python()[5:]  # every seed stopped short, so every seed runs again
+    assert [c[-1] for c in second] == [f"--ckpt_path={run.parent}/seed_{s}/checkpoints/last.ckpt" for s in range(5)]
