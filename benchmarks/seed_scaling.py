@@ -18,7 +18,6 @@ import json
 import time
 
 import torch
-
 from pytorch_lightning.plugins.precision import MixedPrecision
 
 from benchmarks.common import RESULTS, commit, gemm_peak_flops, machine
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20, help="env steps per timing repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", nargs="+", choices=["32-true", "bf16-mixed"], default=["32-true"],
-                        help="one row per agent and precision, all four timings of an agent alternated")
+                        help="one row per agent and precision; the timings of an agent alternated")
     parser.add_argument("--out", default=str(RESULTS / "seed_scaling.json"))
     args = parser.parse_args(argv)
     rows = []

@@ -98,6 +98,10 @@ def test_seed_scaling_benchmark_runs(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["agent"], r["precision"], r["seeds"]) for r in rows] == [("er", "32-true", 2), ("er", "bf16-mixed", 2)]
     assert all(r["ratio"] > 0 for r in rows)
+    with seed_scaling._context("bf16-mixed"):  # what the bf16 rows ran in
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with seed_scaling._context("32-true"):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def _seeded_run(cwd: pathlib.Path, agent: str, *extra: str) -> subprocess.CompletedProcess:
