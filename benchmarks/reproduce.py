@@ -28,8 +28,8 @@ Resumable, by the run folders alone:
 - ``done``: ``reproduce.json`` says the run exited 0 (a benchmark: its JSON file is complete), or its evidence
   is kept, or (a benchmark variant) the committed ``benchmarks/results`` file it made outside the runner
   exists (``Job.committed``; the dry run names it): skipped;
-- ``partial``: not done, with ``checkpoints/last.ckpt``: a killed, failed or stopped run (exit 0 short of its budget), continued exactly where its
-  last checkpoint stopped with the same command plus ``--ckpt_path <run>/checkpoints/last.ckpt`` (README,
+- ``partial``: not done, with ``checkpoints/last.ckpt``: a killed, failed or stopped (exit 0 short of its
+  budget) run, continued exactly where its last checkpoint stopped with the same command plus ``--ckpt_path <run>/checkpoints/last.ckpt`` (README,
   "Checkpoints and resuming": weights, buffers, env and RNG states come back, ``metrics.csv`` continues);
   every job checkpoints every ``Job.checkpoint_every`` frames, so at most that much is run twice;
 - ``pending``: no run folder yet, or one of this runner killed before its first checkpoint (removed and
