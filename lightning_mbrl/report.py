@@ -1096,6 +1096,7 @@ class Cost:
     boots_evals: int = 0
     boots_episodes: int = 0
     loop: str = ""  # kind "cartpole_loop": the agent whose measured CartPole loop (omd_update.json) it is
+    precision: str = ""  # the runs' --trainer.precision when the job sets it ("": the recipes' default here)
 
 
 @dataclass(frozen=True)
@@ -1227,6 +1228,11 @@ JOBS: tuple[Job, ...] = (
     Job("mbpo_hopper", "recipes.mbpo_hopper", {"reduced": ("--model.max_frames=15000",), "paper": ()},
         seeds={"reduced": 3, "paper": 5}, frames={"reduced": 15_000, "paper": 125_000}, checkpoint_every=5_000,
         cost={"reduced": Cost("mbpo", 20, 5_000), "paper": Cost("mbpo", 20, 5_000)}),
+    # the same in 32-true (the recipe's default is bf16-mixed on a CPU with bf16 units): issue 20's MuJoCo curve in
+    # both precisions, drawn by benchmarks.precision_curve; no claim reads it
+    Job("mbpo_hopper_fp32", "recipes.mbpo_hopper", {"reduced": ("--model.max_frames=15000", "--trainer.precision=32-true")},
+        seeds={"reduced": 1}, frames={"reduced": 15_000}, checkpoint_every=5_000,
+        cost={"reduced": Cost("mbpo", 20, 5_000, precision="32-true")}),
     Job("mbpo_halfcheetah", "recipes.mbpo_halfcheetah", {"reduced": ("--model.max_frames=10000",), "paper": ()},
         seeds={"reduced": 3, "paper": 5}, frames={"reduced": 10_000, "paper": 400_000}, checkpoint_every=5_000,
         cost={"reduced": Cost("mbpo", 40, 5_000), "paper": Cost("mbpo", 40, 5_000)}),
@@ -1272,7 +1278,7 @@ def _load(name: str) -> dict:
 def estimate_cost(cost: Cost, frames: int) -> tuple[float, float, str] | None:
     """``(cpu_hours, gpu_hours, basis)`` of one seed, from ``benchmarks/results`` timings (``None`` without them).
     CPU: the 2-core development machine; GPU: the CPU parts scaled by the assumptions above. Estimates only."""
-    bf16 = default_precision() == "bf16-mixed"  # the recipes' precision on this machine
+    bf16 = (cost.precision or default_precision()) == "bf16-mixed"  # the runs' precision on this machine
     mbpo_file = "mbpo_loop_bf16.json" if bf16 and _load("mbpo_loop_bf16.json") else "mbpo_loop.json"
     mbpo = _load(mbpo_file)
     sac, planners = _load("sac_update.json"), _load("planners.json")

@@ -42,6 +42,7 @@ budget = int(opt["model.max_frames"])
 rows = "".join(f"{{f}},{{900 + f / 50}}\\n" for f in range(250, budget + 1, 250))
 (run / "metrics.csv").write_text("step,eval/return\\n" + rows)
 (run / "hparams.yaml").write_text(f"seed: {{opt['model.seed']}}\\nmax_frames: {{budget}}\\n")
+(run / "config.yaml").write_text("trainer:\\n  precision: bf16-mixed\\n")  # as LightningCLI saves it
 """
 
 
@@ -108,6 +109,7 @@ def make_run(root: pathlib.Path, seed: int, *, marker: dict | None = None, frame
         rows = "".join(f"{100 + f / 100},{f}\n" for f in range(250, frames + 1, 250))
         (run / "metrics.csv").write_text("eval/return,step\n" + rows + "123.")  # a row cut by the kill
         (run / "hparams.yaml").write_text(f"seed: {seed}\nmax_frames: 5000\n")
+        (run / "config.yaml").write_text("trainer:\n  precision: bf16-mixed\n")
     if checkpoint:
         (run / "checkpoints").mkdir()
         (run / "checkpoints" / "last.ckpt").write_text("weights")
@@ -184,7 +186,7 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     # What the report read is kept below --evidence-dir (tracked), without checkpoints: the run folders can go
     for seed in range(5):
         kept = evidence / "reduced" / "mbpo_invertedpendulum" / f"seed_{seed}"
-        assert sorted(p.name for p in kept.iterdir()) == ["hparams.yaml", "metrics.csv", "reproduce.json"]
+        assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "hparams.yaml", "metrics.csv", "reproduce.json"]
     shutil.rmtree(tmp_path / "runs")
     assert reproduce.main(args) == 0  # a fresh clone: the runs are gone, the evidence makes the same report
     assert out_md.with_suffix(".md").read_text() == md and len(fake_python()) == 4  # and nothing ran again
