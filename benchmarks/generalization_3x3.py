@@ -46,12 +46,13 @@ OUT = RESULTS / "generalization_3x3.json"
 
 
 def run_one(coverage: str, agent: str, seeds: int, updates: int, lr: float, temperature: float,
-            model_first_updates: int, fitted: dict | None = None, checkpoints: int = 10) -> tuple[dict, dict | None]:
+            model_first_updates: int, fitted: dict | None = None, checkpoints: int = 10,
+            starts: str = "dataset") -> tuple[dict, dict | None]:
     """One configuration; ``fitted`` is the model fit of the same coverage and seeds (its parameters
     and the generators' states after it), reused by model-10 after model-1: the fit draws from the
     same generators either way, so restoring it equals refitting."""
     module = OfflineDynaDQN(coverage=coverage, seeds=seeds, updates=updates, lr=lr, temperature=temperature,
-                            model_first_updates=model_first_updates, **AGENTS[agent]).standalone()
+                            model_first_updates=model_first_updates, starts=starts, **AGENTS[agent]).standalone()
     started = time.perf_counter()
     if module.model is not None:
         if fitted is None:
@@ -74,7 +75,7 @@ def run_one(coverage: str, agent: str, seeds: int, updates: int, lr: float, temp
     fraction = correct.float().mean(0)
     cells = module.eval_cells
     return {
-        "coverage": coverage, "agent": agent, "seeds": seeds, "updates": updates,
+        "coverage": coverage, "agent": agent, "seeds": seeds, "updates": updates, "starts": starts,
         "model_first_updates": model_first_updates if module.model is not None else 0,
         "model_position_accuracy": model_accuracy,
         "seconds": seconds, "ms_per_update": 1e3 * seconds / updates,
@@ -165,10 +166,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="print the result JSON on stdout (progress on stderr) and write no file "
                              "(python -m benchmarks.reproduce runs it so)")
     parser.add_argument("--resume", action="store_true", help="keep finished configurations of --out")
+    parser.add_argument("--starts", choices=("dataset", "evaluation"), default="dataset",
+                        help="where the model agents' rollouts start: anywhere in the dataset (the paper) or only in "
+                             "its evaluation-layout transitions (a diagnostic; model agents only, its own benchmark "
+                             "name, so that the report's claims never read it)")
     args = parser.parse_args(argv)
+    if args.starts == "evaluation" and args.out == str(OUT):
+        parser.error("--starts evaluation needs its own --out (the default is the paper protocol's result)")
     out = RESULTS.__class__(args.out)
     log = sys.stderr if args.stdout else sys.stdout
-    doc = {"benchmark": "generalization_3x3", "commit": commit(), "machine": machine(), "settings": vars(args),
+    name = "generalization_3x3" if args.starts == "dataset" else "generalization_3x3_evaluation_starts"
+    doc = {"benchmark": name, "commit": commit(), "machine": machine(), "settings": vars(args),
            "runs": [], "seed_scaling": []}
     if args.resume and out.exists():
         doc["runs"] = json.loads(out.read_text())["runs"]
@@ -183,13 +191,20 @@ def main(argv: list[str] | None = None) -> None:
                      f"got {', '.join(sorted(unknown))}")
     coverages = [c for c in grid3x3.COVERAGES if c in only] or list(grid3x3.COVERAGES)
     agents = [a for a in AGENTS if a in only] or list(AGENTS)
+    if args.starts == "evaluation":
+        if agents == ["er"]:
+            parser.error("--starts evaluation moves the model agents' rollout starts; er has none")
+        agents = [a for a in agents if a != "er"]
+        if coverages == ["no_evaluation"]:
+            parser.error("--starts evaluation needs evaluation-layout transitions; no_evaluation has none")
+        coverages = [c for c in coverages if c != "no_evaluation"]
     for coverage in coverages:
         fitted = None
         for agent in agents:
             if (coverage, agent) in done:
                 continue
             run, fitted = run_one(coverage, agent, args.seeds, args.updates, args.lr, args.temperature,
-                                  args.model_first_updates, fitted)
+                                  args.model_first_updates, fitted, starts=args.starts)
             run = {"commit": doc["commit"], **run}
             doc["runs"].append(run)
             print(f"{coverage:15s} {agent:9s} {'pass' if run['passes'] else 'FAIL'} (paper: "

@@ -47,6 +47,7 @@ from lightning_mbrl.models.utils import seeded_generator
 from lightning_mbrl.objectives import dyna_dqn
 
 Agent = Literal["er", "model"]
+Starts = Literal["dataset", "evaluation"]
 GENERATOR_STREAM = 100  # seeded_members_ streams 0-3 are the networks
 
 
@@ -69,7 +70,10 @@ class OfflineDynaDQN(SeededAgent):
         target_update_every: PositiveInt = 100,
         log_every: PositiveInt = 500,
         model_first_updates: NonNegativeInt = 0,
+        starts: Starts = "dataset",
     ) -> None:
+        """``starts="evaluation"`` (a diagnostic, not the paper's protocol) draws the model agent's rollout
+        starts only from the dataset's evaluation-layout transitions; ``"dataset"`` from all of it."""
         check_arguments(OfflineDynaDQN, locals())
         super().__init__()
         if agent == "model" and batch_size % rollout_length:
@@ -78,6 +82,10 @@ class OfflineDynaDQN(SeededAgent):
         self.automatic_optimization = False
         self.seed_list = list(range(seed, seed + seeds))
         self.data = grid3x3.dataset(coverage)
+        self.start_rows = grid3x3.evaluation_rows(coverage) if starts == "evaluation" else None
+        if self.start_rows is not None and (agent != "model" or len(self.start_rows) == 0):
+            raise ConfigError(f"starts=evaluation needs agent=model and a dataset with evaluation-layout "
+                              f"transitions, got agent={agent}, coverage={coverage}")
         self.eval_cells = grid3x3.evaluation_cells()
         self.q = seeded_members_(BatchedMLP(seeds, grid3x3.OBS_DIM, hidden, grid3x3.NUM_ACTIONS, "elu"), self.seed_list)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
@@ -133,7 +141,11 @@ class OfflineDynaDQN(SeededAgent):
             elif self.model_steps == 0:
                 self.fit_model(hp.model_first_updates)
             shape = (len(self.seed_list), hp.rollout_length, self.n_starts, grid3x3.NUM_ACTIONS + grid3x3.OBS_DIM)
-            batch = dyna_dqn.imagine(self.model, self.q, sample[:, : self.n_starts][keys.OBSERVATION],
+            starts = sample[:, : self.n_starts][keys.OBSERVATION]
+            if self.start_rows is not None:  # the same uniforms, mapped onto the evaluation-layout rows only
+                pick = (u[:, : self.n_starts] * len(self.start_rows)).long().clamp_max(len(self.start_rows) - 1)
+                starts = self.data.to(self.device)[self.start_rows.to(self.device)[pick]][keys.OBSERVATION]
+            batch = dyna_dqn.imagine(self.model, self.q, starts,
                                      hp.rollout_length, hp.temperature, u[:, self.n_sampled:].reshape(shape))
         q_losses = dyna_dqn.td_loss(self.q, self.q_target, batch, hp.gamma)
         self._step("q", q_losses["loss_q"].sum())

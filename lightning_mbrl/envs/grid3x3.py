@@ -165,6 +165,13 @@ def dataset(coverage: str) -> TensorDict:
     return torch.cat(parts)
 
 
+def evaluation_rows(coverage: str) -> Tensor:
+    """``long [n]``: the rows of ``dataset(coverage)`` that are evaluation-layout transitions (its last ones)."""
+    n_eval = sum(len(evaluation_pairs(layout, coverage)) for layout in EVALUATION_LAYOUTS)
+    n_basic = sum(len(transitions(layout)) for layout in BASIC_LAYOUTS)
+    return torch.arange(n_basic, n_basic + n_eval)
+
+
 def evaluation_cells() -> TensorDict:
     """The cells the agents are scored on: every non-goal open cell of both evaluation layouts, with its
     ``observation [12, 36]``, ``layout`` index, ``cell`` and ``correct_action`` (unique on these layouts)."""

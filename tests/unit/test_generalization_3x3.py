@@ -236,3 +236,52 @@ def test_model_first_fits_then_freezes_the_model() -> None:
     # model_accuracy: [S] fractions of the 60 - 2 non-terminal evaluation transitions (one enters the goal per layout)
     acc = agent.model_accuracy()
     assert acc.shape == (2,) and ((acc * 58).round() == acc * 58).all()
+
+
+def test_evaluation_rows_are_the_evaluation_layout_transitions() -> None:
+    for coverage in grid3x3.COVERAGES:
+        data, rows = grid3x3.dataset(coverage), grid3x3.evaluation_rows(coverage)
+        in_eval = torch.zeros(len(data), dtype=torch.bool)
+        for layout in grid3x3.EVALUATION_LAYOUTS:  # a row's walls channel names its layout
+            walls = grid3x3.observation(torch.tensor(0), grid3x3.walls_mask(layout))[18:27]
+            in_eval |= (data[keys.OBSERVATION][:, 18:27] == walls).all(-1)
+        assert torch.equal(rows, in_eval.nonzero().squeeze(-1)), coverage
+    assert len(grid3x3.evaluation_rows("path_to_goal")) == 12 and len(grid3x3.evaluation_rows("no_evaluation")) == 0
+
+
+@pytest.mark.parametrize("starts", ["dataset", "evaluation"])
+def test_rollouts_start_where_starts_says(starts: str, monkeypatch) -> None:
+    """``starts="evaluation"`` (the 3x3 diagnostic) starts every rollout in an evaluation-layout transition of the
+    dataset; the paper's ``"dataset"`` starts them anywhere, mostly in the basic layouts (280 of 292 rows)."""
+    seen = []
+    imagine = dyna_dqn.imagine
+    monkeypatch.setattr(dyna_dqn, "imagine", lambda model, q, obs, *a: seen.append(obs) or imagine(model, q, obs, *a))
+    agent = OfflineDynaDQN(agent="model", seeds=2, hidden=(8,), batch_size=40, rollout_length=10, starts=starts,
+                           model_first_updates=2).standalone()
+    for _ in range(3):
+        agent.update()
+    eval_obs = agent.data[grid3x3.evaluation_rows("path_to_goal")][keys.OBSERVATION]
+    starts_obs = torch.cat(seen).reshape(-1, grid3x3.OBS_DIM)  # [3 updates x 2 seeds x 4 starts, 36]
+    is_eval = (starts_obs[:, None] == eval_obs[None]).all(-1).any(-1)
+    assert len(starts_obs) == 24
+    assert is_eval.all() if starts == "evaluation" else is_eval.float().mean() < 0.5
+
+
+def test_evaluation_starts_need_a_model_agent_and_evaluation_transitions() -> None:
+    with pytest.raises(ConfigError, match="starts=evaluation needs agent=model .* got agent=er, coverage=path_to_goal"):
+        OfflineDynaDQN(agent="er", starts="evaluation")
+    with pytest.raises(ConfigError, match="got agent=model, coverage=no_evaluation"):
+        OfflineDynaDQN(agent="model", coverage="no_evaluation", starts="evaluation")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--starts", "evaluation"], "--starts evaluation needs its own --out"),
+    (["--starts", "evaluation", "--out", "x.json", "--only", "er"], "er has none"),
+    (["--starts", "evaluation", "--out", "x.json", "--only", "no_evaluation"], "no_evaluation has none"),
+])
+def test_the_benchmarks_evaluation_starts_refuse_what_they_cannot_run(args, message, capsys) -> None:
+    from benchmarks import generalization_3x3
+
+    with pytest.raises(SystemExit) as exit_info:
+        generalization_3x3.main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
