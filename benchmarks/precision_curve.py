@@ -102,7 +102,7 @@ def figure(runs: dict[str, dict[str, dict[int, float]]], path: Path, title: str)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", nargs="+", default=["mbpo_hopper", "mbpo_hopper_fp32"],
-                        help="the reproduction jobs whose runs are compared (their runs' config.yaml says the precision)")
+                        help="the reproduction jobs whose runs are compared (a run's config.yaml says its precision)")
     parser.add_argument("--scale", default="reduced", choices=("reduced", "paper"))
     parser.add_argument("--evidence-dir", type=Path, default=EVIDENCE)
     parser.add_argument("--window", type=int, default=5_000, help="frames at the end whose evaluations are averaged")

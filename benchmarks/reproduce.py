@@ -17,8 +17,8 @@ of every start, status) and ``reproduce.log`` (the run's output) to it. A benchm
 ``commit`` and ``command`` added.
 
 Evidence: after each run (done, failed or interrupted) the runner copies what the report reads of it, a
-seed's ``metrics.csv``, ``hparams.yaml``, ``config.yaml`` and ``reproduce.json`` or a variant's JSON, to the same place below
-``--evidence-dir`` (default ``benchmarks/results/reproduce/<scale>/``, tracked by git; 10-30 kB per
+seed's ``metrics.csv``, ``hparams.yaml``, ``config.yaml`` and ``reproduce.json`` or a variant's JSON, to the
+same place below ``--evidence-dir`` (default ``benchmarks/results/reproduce/<scale>/``, tracked by git; 10-30 kB per
 run). The run folders (checkpoints, replay buffers, videos) stay in the ignored ``runs/``; the report reads the
 evidence, so a fresh clone writes the same report (``python -m benchmarks.reproduce`` with every run done runs
 nothing and writes it).
@@ -52,7 +52,7 @@ the learning tests):
 | maac_invertedpendulum | 3 seeds x 3k frames, MPC at 3k (the learning test; ~1.5 h) | same |
 | maac_halfcheetah | 1 seed x 15k frames, eval every 1k (~4 h on one core) | 4 seeds x 205k, MPC every 50k |
 | mbpo_hopper | 3 seeds x 15k frames (~1.7 h) | 5 seeds x 125k |
-| mbpo_hopper_fp32 | mbpo_hopper's seed 0 in `32-true` (issue 20's precision curve, `benchmarks.precision_curve`) | none |
+| mbpo_hopper_fp32 | mbpo_hopper's seed 0 in `32-true` (issue 20's curve, `benchmarks.precision_curve`) | none |
 | mbpo_halfcheetah | 3 seeds x 10k frames (~1.6 h) | 5 seeds x 400k |
 | mbsac_humanoid | 2 seeds x 50k frames, BOOTS k = 4 at 50k (~2 h) | 5 seeds x 400k, BOOTS every 10k x 10 episodes |
 
@@ -352,9 +352,9 @@ EVIDENCE_FILES = ("metrics.csv", "hparams.yaml", "config.yaml", MARKER)
 
 def keep_evidence(unit: Unit) -> Path | None:
     """Copy what the report reads of ``unit`` (a seed's ``metrics.csv``, ``hparams.yaml``, ``config.yaml`` and
-    ``reproduce.json``; a benchmark variant's JSON) to the same place below ``evidence_root`` (``<evidence-dir>/<scale>``), a
-    tracked folder: the run folders (checkpoints, replay, logs) stay in the ignored ``runs/``, and the report
-    can be written again from a fresh clone. Partial runs are copied too (the report shows them as short).
+    ``reproduce.json``; a benchmark variant's JSON) to the same place below ``evidence_root``
+    (``<evidence-dir>/<scale>``), a tracked folder: the run folders (checkpoints, replay, logs) stay in the
+    ignored ``runs/``, and the report can be written again from a fresh clone. Partial runs are copied too (the report shows them as short).
     Returns the copy, or ``None`` when the unit has nothing to copy (yet, or no ``evidence_root``)."""
     target = unit.kept
     if target is None:

@@ -1230,7 +1230,8 @@ JOBS: tuple[Job, ...] = (
         cost={"reduced": Cost("mbpo", 20, 5_000), "paper": Cost("mbpo", 20, 5_000)}),
     # the same in 32-true (the recipe's default is bf16-mixed on a CPU with bf16 units): issue 20's MuJoCo curve in
     # both precisions, drawn by benchmarks.precision_curve; no claim reads it
-    Job("mbpo_hopper_fp32", "recipes.mbpo_hopper", {"reduced": ("--model.max_frames=15000", "--trainer.precision=32-true")},
+    Job("mbpo_hopper_fp32", "recipes.mbpo_hopper",
+        {"reduced": ("--model.max_frames=15000", "--trainer.precision=32-true")},
         seeds={"reduced": 1}, frames={"reduced": 15_000}, checkpoint_every=5_000,
         cost={"reduced": Cost("mbpo", 20, 5_000, precision="32-true")}),
     Job("mbpo_halfcheetah", "recipes.mbpo_halfcheetah", {"reduced": ("--model.max_frames=10000",), "paper": ()},

@@ -186,7 +186,8 @@ def test_a_run_continues_killed_seeds_and_writes_the_report(tmp_path, capsys, fa
     # What the report read is kept below --evidence-dir (tracked), without checkpoints: the run folders can go
     for seed in range(5):
         kept = evidence / "reduced" / "mbpo_invertedpendulum" / f"seed_{seed}"
-        assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "hparams.yaml", "metrics.csv", "reproduce.json"]
+        kept_files = sorted(p.name for p in kept.iterdir())
+        assert kept_files == ["config.yaml", "hparams.yaml", "metrics.csv", "reproduce.json"]
     shutil.rmtree(tmp_path / "runs")
     assert reproduce.main(args) == 0  # a fresh clone: the runs are gone, the evidence makes the same report
     assert out_md.with_suffix(".md").read_text() == md and len(fake_python()) == 4  # and nothing ran again
