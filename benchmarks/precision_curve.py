@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -66,8 +67,11 @@ def summarize(runs: dict[str, dict[str, dict[int, float]]], window: int) -> dict
     """Per run, the mean of its evaluations in the last ``window`` frames that every run reached; the spread test."""
     reached = min(max(curve) for found in runs.values() for curve in found.values())
     start = reached - window
-    late = {p: {name: sum(v for f, v in curve.items() if start < f <= reached) /
-                max(1, sum(1 for f in curve if start < f <= reached))
+    for found in runs.values():
+        for name, curve in found.items():
+            if not any(start < f <= reached for f in curve):
+                raise SystemExit(f"{name}: no evaluation in frames {start:,}-{reached:,}; widen --window")
+    late = {p: {name: statistics.fmean(v for f, v in curve.items() if start < f <= reached)
                 for name, curve in found.items()} for p, found in runs.items()}
     fp32 = list(late["32-true"].values())
     within = (all(min(fp32) <= v <= max(fp32) for v in late["bf16-mixed"].values()) if len(fp32) >= 2 else None)

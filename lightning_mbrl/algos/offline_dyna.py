@@ -82,8 +82,10 @@ class OfflineDynaDQN(SeededAgent):
         self.automatic_optimization = False
         self.seed_list = list(range(seed, seed + seeds))
         self.data = grid3x3.dataset(coverage)
-        self.start_rows = grid3x3.evaluation_rows(coverage) if starts == "evaluation" else None
-        if self.start_rows is not None and (agent != "model" or len(self.start_rows) == 0):
+        # starts="evaluation": the observations the rollouts may start from (None: the sampled transitions')
+        self.start_obs = (self.data[grid3x3.evaluation_rows(coverage)][keys.OBSERVATION]
+                          if starts == "evaluation" else None)
+        if self.start_obs is not None and (agent != "model" or len(self.start_obs) == 0):
             raise ConfigError(f"starts=evaluation needs agent=model and a dataset with evaluation-layout "
                               f"transitions, got agent={agent}, coverage={coverage}")
         self.eval_cells = grid3x3.evaluation_cells()
@@ -142,9 +144,9 @@ class OfflineDynaDQN(SeededAgent):
                 self.fit_model(hp.model_first_updates)
             shape = (len(self.seed_list), hp.rollout_length, self.n_starts, grid3x3.NUM_ACTIONS + grid3x3.OBS_DIM)
             starts = sample[:, : self.n_starts][keys.OBSERVATION]
-            if self.start_rows is not None:  # the same uniforms, mapped onto the evaluation-layout rows only
-                pick = (u[:, : self.n_starts] * len(self.start_rows)).long().clamp_max(len(self.start_rows) - 1)
-                starts = self.data.to(self.device)[self.start_rows.to(self.device)[pick]][keys.OBSERVATION]
+            if self.start_obs is not None:  # the same uniforms, mapped onto the evaluation-layout rows only
+                pick = (u[:, : self.n_starts] * len(self.start_obs)).long().clamp_max(len(self.start_obs) - 1)
+                starts = self.start_obs.to(self.device)[pick]
             batch = dyna_dqn.imagine(self.model, self.q, starts,
                                      hp.rollout_length, hp.temperature, u[:, self.n_sampled:].reshape(shape))
         q_losses = dyna_dqn.td_loss(self.q, self.q_target, batch, hp.gamma)

@@ -79,3 +79,12 @@ def test_bad_evidence_is_one_line(tmp_path, case, message):
     with pytest.raises(SystemExit) as exit_info:
         precision_curve.main(["--evidence-dir", str(ev), "--jobs", "a", "b", "--out", str(tmp_path / "x.json")])
     assert message in str(exit_info.value) and "\n" not in str(exit_info.value)
+
+
+def test_a_run_with_no_evaluation_in_the_window_is_one_line(tmp_path):
+    ev = tmp_path / "ev"
+    fake_run(ev, "a", 0, "bf16-mixed", {1000: 1.0, 4000: 2.0})  # evaluated beyond the 3,000 both reached, not in it
+    fake_run(ev, "b", 0, "32-true", {1000: 1.0, 2000: 2.0, 3000: 3.0})
+    with pytest.raises(SystemExit, match=r"a/seed_0: no evaluation in frames 2,500-3,000; widen --window"):
+        precision_curve.main(["--evidence-dir", str(ev), "--jobs", "a", "b", "--window", "500",
+                              "--out", str(tmp_path / "x.json")])
