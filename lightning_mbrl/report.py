@@ -1044,11 +1044,14 @@ def verdict(claim: Claim, measured: Measured) -> str:
 
 
 def git_commit(root: Path = REPO) -> str | None:
-    """``git rev-parse --short HEAD`` of ``root`` (``-dirty`` with uncommitted changes to tracked files)."""
+    """``git rev-parse --short HEAD`` of ``root``, ``-dirty`` with uncommitted changes to tracked files outside
+    ``benchmarks/results``: what the benchmarks and the runner write there (results, runs' evidence) is output, not
+    code, so a runner's own evidence does not mark its later runs dirty."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=root,
                                capture_output=True, text=True, timeout=60).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -9,6 +9,7 @@ resamples, far more than the 2.5% tail).
 
 import json
 import pathlib
+import subprocess
 
 import matplotlib.image
 import numpy as np
@@ -185,6 +186,29 @@ def test_commits_recorded_by_the_runner_and_seeds_counted_once(tmp_path):
     claim = Claim("002", "c", "c", "c", ReturnAt("toy", 100, seeds=2), overlaps(0, 9, "x"), ("toy",))
     (row,) = report.evaluate(found, [claim], reps=100, head=head)
     assert row.commit == "c0ffee1" and row.measured.estimate.value == 1.5
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_benchmark_output(tmp_path):
+    """A runner writes its runs' evidence into the checkout (tracked under ``benchmarks/results``): that must not mark
+    the code it runs as dirty, while a change to any other tracked file must."""
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results" / "reproduce").mkdir(parents=True)
+    evidence = tmp_path / "benchmarks" / "results" / "reproduce" / "metrics.csv"
+    code = tmp_path / "algo.py"
+    evidence.write_text("step\n")
+    code.write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (tmp_path / "untracked.txt").write_text("scratch\n")
+    evidence.write_text("step\n1\n")
+    assert report.git_commit(tmp_path) == head
+    code.write_text("x = 2\n")
+    assert report.git_commit(tmp_path) == head + "-dirty"
 
 
 def test_the_registry_renders_every_claim_as_not_run_without_runs(tmp_path, capsys):
