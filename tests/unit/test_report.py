@@ -358,7 +358,7 @@ def test_cartpole_loop_cost_is_the_measured_loop_times_the_frames(monkeypatch):
     from lightning_mbrl.report import Cost, estimate_cost
 
     timing = {"cartpole_loop": {"omd": {"ms_per_frame": 8.0, "random_frames_s": 2.0}}}
-    monkeypatch.setattr(report, "_load", lambda name: timing if name == "omd_update.json" else {})
+    monkeypatch.setattr(report.jobs, "_load", lambda name: timing if name == "omd_update.json" else {})
     cpu, gpu, basis = estimate_cost(Cost("cartpole_loop", 1, 1_000, loop="omd"), 201_000)
     assert cpu == pytest.approx((8.0 * 200_000 / 1000 + 2.0) / 3600) and gpu == cpu
     assert "8.0 ms/frame" in basis
@@ -371,12 +371,12 @@ def test_maac_cost_is_its_measured_update_times_the_updates(monkeypatch):
     from lightning_mbrl.report import GPU_UPDATE_MS, Cost, estimate_cost
 
     timing = {"update": {"maac_ms": 50.0, "maac_over_sac": 6.0}}
-    monkeypatch.setattr(report, "_load", lambda name: timing if name == "maac_update.json" else {})
+    monkeypatch.setattr(report.jobs, "_load", lambda name: timing if name == "maac_update.json" else {})
     cpu, gpu, basis = estimate_cost(Cost("maac", 8, 5_000), 15_000)  # 8 x 10k updates after the random frames
     assert cpu == pytest.approx(80_000 * 0.050 / 3600)
     assert gpu == pytest.approx(80_000 * GPU_UPDATE_MS * 6.0 / 1000 / 3600)
     assert "50 ms/update" in basis and "not counted" in basis
-    monkeypatch.setattr(report, "_load", lambda name: {})
+    monkeypatch.setattr(report.jobs, "_load", lambda name: {})
     assert estimate_cost(Cost("maac", 8, 5_000), 15_000) is None  # no timing: not estimated
 
 

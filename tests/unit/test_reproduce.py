@@ -211,7 +211,7 @@ def test_a_committed_benchmark_result_counts_as_done(tmp_path, capsys, fake_pyth
     report reads: a fresh clone's runner does not make it again."""
     results = tmp_path / "results"
     results.mkdir()
-    monkeypatch.setattr(report, "RESULTS", results)
+    monkeypatch.setattr(report.jobs, "RESULTS", results)
     only = ["--runs-dir", str(tmp_path / "runs"), "--only", "maac_gradient_error"]
     assert "pending maac_gradient_error/seeds5" in squeezed(dry_run(capsys, *only))
     (results / "maac_gradient_error.json").write_text(json.dumps({"benchmark": "maac_gradient_error", "seeds": 5}))

@@ -1,0 +1,7 @@
+"""``python -m lightning_mbrl.report``: see the package docstring."""
+
+import sys
+
+from lightning_mbrl.report.render import main
+
+sys.exit(main())
