@@ -50,7 +50,7 @@ this package only reads them, for the commands and for the cost estimates of the
 
 Layout: ``claims.py`` (the registry of claims; later issues add rows there) and ``jobs.py`` (how their runs are
 made, per scale, and their cost) are what the report covers; ``runs.py`` (reading run folders and results),
-``measures.py`` (measures and rules) and ``render.py`` (judging, the Markdown, the figures, the CLI) are how.
+``measures.py`` (measures and rules) and ``writer.py`` (judging, the Markdown, the figures, the CLI) are how.
 """
 
 from lightning_mbrl.report.runs import (discover, Found, last_frame, MARKER, read_result, read_run, REPO, Result,
@@ -63,6 +63,6 @@ from lightning_mbrl.report.measures import (above, at_least, at_most, below, Ben
 from lightning_mbrl.report.claims import Claim, CLAIMS, PAPERS
 from lightning_mbrl.report.jobs import (Cost, estimate_cost, GPU_SPEEDUP, GPU_UPDATE_MS, Job, JOBS, JOBS_BY_NAME,
                                         MBSAC_CPU_MS_PER_FRAME, paper_scale_jobs)
-from lightning_mbrl.report.render import (commit_cell, curves_figure, evaluate, git_commit, main, profiles_figure,
+from lightning_mbrl.report.writer import (commit_cell, curves_figure, evaluate, git_commit, main, profiles_figure,
                                           render, Row, verdict, write_report)
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from lightning_mbrl.report.render import main
+from lightning_mbrl.report.writer import main
 
 sys.exit(main())
