@@ -54,7 +54,7 @@ the learning tests):
 | mbpo_hopper | 3 seeds x 15k frames (~1.7 h) | 5 seeds x 125k |
 | mbpo_hopper_fp32 | mbpo_hopper's seed 0 in `32-true` (issue 20's curve, `benchmarks.precision_curve`) | none |
 | mbpo_halfcheetah | 3 seeds x 10k frames (~1.6 h) | 5 seeds x 400k |
-| mbsac_humanoid | 2 seeds x 50k frames, BOOTS k = 4 at 50k (~2 h) | 5 seeds x 400k, BOOTS every 10k x 10 episodes |
+| mbsac_humanoid | 2 seeds x 50k, BOOTS k = 4 at 50k (31 min/seed, 1 core) | 5 seeds x 400k, BOOTS every 10k x 10 episodes |
 
 The jobs in the table take about 12 hours on 2 cores at the reduced scale (the OMD CartPole and paper-001 jobs
 several more); ``--dry-run`` prints the estimates per job. The paper
