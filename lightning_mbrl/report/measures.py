@@ -53,10 +53,14 @@ class _PerSeed:
     """Shared by the measures that read one number per seed at a frame count (fields ``recipe``, ``frames``,
     ``seeds``, ``statistic``, ``digits``): a run counts once it has evaluated at ``frames`` or later
     (``reached``) and has a value there; with fewer such seeds than ``seeds`` the claim is not run, and ours
-    is shown at the largest frame count every run has evaluated. Subclasses define ``reached``, ``value``
-    and ``last_evaluated``, and may define ``groups`` (for the performance profiles)."""
+    is shown at the largest frame count every run has evaluated. Subclasses define ``value`` and
+    ``last_evaluated``, and may define ``groups`` (for the performance profiles)."""
 
     unit = ""
+
+    def reached(self, run: Run, frames: int) -> bool:
+        last = self.last_evaluated(run)
+        return last is not None and last >= frames
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -98,10 +102,6 @@ class ReturnAt(_PerSeed):
     seeds: int = 3
     digits: int = 0
 
-    def reached(self, run: Run, frames: int) -> bool:
-        curve = run.curves.get(self.evaluator, {})
-        return bool(curve) and max(curve) >= frames
-
     def value(self, run: Run, frames: int) -> float | None:
         curve = run.curves.get(self.evaluator, {})
         at = _last_at_or_before(curve, frames)
@@ -127,10 +127,6 @@ class Gain(_PerSeed):
 
     def common(self, run: Run) -> list[int]:
         return sorted(set(run.curves.get(self.evaluator, {})) & set(run.curves.get(self.baseline, {})))
-
-    def reached(self, run: Run, frames: int) -> bool:
-        common = self.common(run)
-        return bool(common) and common[-1] >= frames
 
     def value(self, run: Run, frames: int) -> float | None:
         e, b = run.curves.get(self.evaluator, {}), run.curves.get(self.baseline, {})
@@ -162,10 +158,6 @@ class FractionOfOptimal(_PerSeed):
     statistic: str = "iqm"
     seeds: int = 3
     digits: int = 3
-
-    def reached(self, run: Run, frames: int) -> bool:
-        curve = run.curves.get(self.evaluator, {})
-        return bool(curve) and max(curve) >= frames and bool(run.curves.get("optimal"))
 
     def value(self, run: Run, frames: int) -> float | None:
         curve, optimal = run.curves.get(self.evaluator, {}), run.curves.get("optimal", {})
