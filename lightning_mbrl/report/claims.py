@@ -106,6 +106,11 @@ CLAIMS: tuple[Claim, ...] = (
           "ER-DQN (final greedy return, paired by seed)",
           "simple model above ER, more so in low data (Figure 3)",
           OnlineGap("gridworld/procmaze-3", "simple", "er"), above(0.0, "0"), ("generalization_online",)),
+    Claim("001", "buttongrid3_low_simple_above_er",
+          "ButtonGrid 3 x 3 with 2 buttons, low data (10 updates per step), 1.5k steps (reduced): the simple model "
+          "ends above ER-DQN (final greedy reward rate, paired by seed)",
+          "simple model above ER on ButtonGrid, more so in low data (Figure 3)",
+          OnlineGap("gridworld/buttongrid-3-2", "simple", "er"), above(0.0, "0"), ("generalization_online",)),
     # ---------------------------------------------------------------- paper 004, MAAC
     Claim("004", "maac_vs_sac_invertedpendulum",
           "SAC needs at least 3x the frames MAAC needs to reach 950 on InvertedPendulum-v5 (known reward; the "
