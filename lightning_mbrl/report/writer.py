@@ -222,6 +222,7 @@ def _paper_scale_section() -> list[str]:
             basis)) + " |")
     return lines + [""]
 
+
 def write_report(paths: Sequence[Path], out: Path, *, claims: Sequence[Claim] = CLAIMS, reps: int = stats.REPS,
                  seed: int = stats.SEED, head: Callable[[], str | None] = git_commit) -> tuple[Path, list[Row]]:
     found = discover(paths)
