@@ -104,7 +104,7 @@ JOBS: tuple[Job, ...] = (
     Job("pwl_def41", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _DEF41, "paper": _DEF41}),
     Job("pwl_stats", _PWL, {"reduced": (), "paper": ()}, variants={"reduced": _PIECE_STATS, "paper": _PIECE_STATS}),
     # docs/generalization.md: All- and No-Evaluation at 2,000 Q updates, Path-to-Goal and Single-Cell at 5,000;
-    # Path-to-Goal also with the paper's 30 seeds (the claims read the result with the most seeds)
+    # each also with the paper's 30 seeds (the claims read the result with the most seeds)
     Job("generalization_3x3", "benchmarks.generalization_3x3", {"reduced": (), "paper": ()},
         variants={"reduced": {
             "seeds10_2000": ("--seeds", "10", "--updates", "2000", "--only", "all_evaluation", "no_evaluation",
@@ -112,7 +112,11 @@ JOBS: tuple[Job, ...] = (
             "seeds10_5000": ("--seeds", "10", "--updates", "5000", "--only", "path_to_goal", "single_cell",
                              "--timing_updates", "0", "--stdout"),
             "seeds30_path_to_goal": ("--seeds", "30", "--updates", "5000", "--only", "path_to_goal",
-                                     "--timing_updates", "0", "--stdout")},
+                                     "--timing_updates", "0", "--stdout"),
+            "seeds30_2000": ("--seeds", "30", "--updates", "2000", "--only", "all_evaluation", "no_evaluation",
+                             "--timing_updates", "0", "--stdout"),
+            "seeds30_single_cell": ("--seeds", "30", "--updates", "5000", "--only", "single_cell",
+                                    "--timing_updates", "0", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--updates", "1000000", "--timing_updates", "0", "--stdout")}},
         committed={"reduced": {"seeds10_2000": "generalization_3x3.json", "seeds10_5000": "generalization_3x3.json",
                                "seeds30_path_to_goal": "generalization_3x3_seeds30.json"}}),
