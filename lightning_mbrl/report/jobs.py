@@ -119,7 +119,8 @@ JOBS: tuple[Job, ...] = (
                                     "--timing_updates", "0", "--stdout")},
                   "paper": {"seeds30": ("--seeds", "30", "--updates", "1000000", "--timing_updates", "0", "--stdout")}},
         committed={"reduced": {"seeds10_2000": "generalization_3x3.json", "seeds10_5000": "generalization_3x3.json",
-                               "seeds30_path_to_goal": "generalization_3x3_seeds30.json"}}),
+                               **{v: "generalization_3x3_seeds30.json"
+                                  for v in ("seeds30_path_to_goal", "seeds30_2000", "seeds30_single_cell")}}}),
     Job("maac_gradient_error", "benchmarks.maac_gradient_error", {"reduced": (), "paper": ()},
         variants={s: {"seeds5": ("--seeds", "5", "--stdout")} for s in SCALES},
         committed={s: {"seeds5": "maac_gradient_error.json"} for s in SCALES}),
