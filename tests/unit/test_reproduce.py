@@ -230,6 +230,20 @@ def test_a_committed_benchmark_result_counts_as_done(tmp_path, capsys, fake_pyth
                 assert result is not None and result.benchmark == job.name, name
 
 
+
+def test_the_committed_3x3_results_hold_every_run_their_variants_name():
+    """A committed file counts every variant mapped to it as done, so it must hold each of their runs: per
+    coverage the variant's ``--only`` names, all three agents at the variant's ``--seeds`` and ``--updates``."""
+    job = next(job for job in report.JOBS if job.name == "generalization_3x3")
+    for scale, variants in job.committed.items():
+        for variant, name in variants.items():
+            argv = job.variants[scale][variant]
+            seeds, updates = (int(argv[argv.index(flag) + 1]) for flag in ("--seeds", "--updates"))
+            coverages = argv[argv.index("--only") + 1:argv.index("--timing_updates")]
+            runs = report.read_result(reproduce.REPO / "benchmarks" / "results" / name).data["runs"]
+            made = {(r["coverage"], r["agent"]) for r in runs if (r["seeds"], r["updates"]) == (seeds, updates)}
+            assert made >= {(c, a) for c in coverages for a in ("er", "model-1", "model-10")}, (variant, name)
+
 SLEEPY_PYTHON = """#!{python}
 import os, pathlib, sys, time
 opt = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
